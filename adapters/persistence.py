@@ -1,0 +1,92 @@
+"""Event store selection by URL: memory://, sqlite:///path, postgresql://user@host:port/db."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from signoff.domain.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """An event store URL turned into eventsourcing's environment settings."""
+
+    url: str
+    kind: str
+    env: dict[str, str]
+    schema: str | None = None
+
+    @property
+    def is_durable(self) -> bool:
+        """Tells whether events outlive the process."""
+        return self.kind != "memory"
+
+
+def parse_store_url(url: str) -> StoreConfig:
+    """Turns a store URL into eventsourcing settings.
+
+    ``sqlite:///relative.db`` and ``sqlite:////abs/path.db`` name a file;
+    ``postgresql://user:password@host:port/db?schema=name`` names a database
+    and an optional schema (created when missing).
+    """
+    parts = urlsplit(url)
+    common = {"ORIGINATOR_ID_TYPE": "text"}
+    if parts.scheme == "memory":
+        return StoreConfig(url, "memory", {**common, "PERSISTENCE_MODULE": "eventsourcing.popo"})
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
+        if not path:
+            raise InvalidInputError(f"sqlite store URL needs a file path: {url!r}")
+        path = os.path.abspath(path)
+        return StoreConfig(
+            url,
+            "sqlite",
+            {
+                **common,
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": path,
+                "SQLITE_LOCK_TIMEOUT": "30",
+            },
+        )
+    if parts.scheme in ("postgresql", "postgres"):
+        query = parse_qs(parts.query)
+        schema = query.get("schema", [""])[0] or None
+        env = {
+            **common,
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+        }
+        if schema:
+            env["POSTGRES_SCHEMA"] = schema
+        return StoreConfig(url, "postgres", env, schema)
+    raise InvalidInputError(
+        f"unknown store URL {url!r}: use memory://, sqlite:///path or postgresql://..."
+    )
+
+
+def prepare_store(config: StoreConfig) -> None:
+    """Creates what the store needs before eventsourcing opens it (a Postgres schema)."""
+    if config.kind == "postgres" and config.schema:
+        import psycopg
+        from psycopg import sql
+
+        env = config.env
+        with psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"],
+            host=env["POSTGRES_HOST"],
+            port=int(env["POSTGRES_PORT"]),
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"] or None,
+            connect_timeout=10,
+            autocommit=True,
+        ) as conn:
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
+            )

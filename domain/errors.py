@@ -1,0 +1,155 @@
+"""Typed errors of signoff, in one small hierarchy.
+
+    SignoffError
+    ├── NotFoundError
+    │   ├── ApprovalNotFoundError
+    │   ├── WorkflowNotFoundError
+    │   └── ScheduleNotFoundError
+    ├── ConflictError
+    │   ├── IllegalTransitionError
+    │   │   └── AlreadyDecidedError
+    │   ├── AlreadyVotedError
+    │   ├── DeadlinePassedError
+    │   ├── AlreadyExistsError
+    │   └── ConcurrencyError
+    ├── ForbiddenError
+    │   ├── SelfApprovalError
+    │   └── NotAnApproverError
+    └── InvalidInputError
+
+Each class carries a stable ``code`` (used on the wire) and keeps the ids
+it is about as attributes, so callers never parse messages.
+"""
+
+from __future__ import annotations
+
+
+class SignoffError(Exception):
+    """Base of every error signoff raises on purpose."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(SignoffError):
+    """Raised when an approval, workflow run or schedule does not exist."""
+
+    code = "not_found"
+
+
+class ApprovalNotFoundError(NotFoundError):
+    """Raised when no approval has the given id."""
+
+    def __init__(self, approval_id: str) -> None:
+        super().__init__(f"approval {approval_id!r} not found")
+        self.approval_id = approval_id
+
+
+class WorkflowNotFoundError(NotFoundError):
+    """Raised when no workflow run has the given id."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} not found")
+        self.workflow_id = workflow_id
+
+
+class ScheduleNotFoundError(NotFoundError):
+    """Raised when no schedule has the given id."""
+
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"schedule {schedule_id!r} not found")
+        self.schedule_id = schedule_id
+
+
+class ConflictError(SignoffError):
+    """Raised when a command does not fit the current state of what it targets."""
+
+    code = "conflict"
+
+
+class IllegalTransitionError(ConflictError):
+    """Raised when a command is not a legal move from the aggregate's status."""
+
+    def __init__(self, aggregate_id: str, status: str, command: str) -> None:
+        super().__init__(f"cannot {command} {aggregate_id!r}: it is {status}")
+        self.aggregate_id = aggregate_id
+        self.status = status
+        self.command = command
+
+
+class AlreadyDecidedError(IllegalTransitionError):
+    """Raised when an approval that is approved, rejected, expired or cancelled
+    receives another decision."""
+
+
+class AlreadyVotedError(ConflictError):
+    """Raised when a person votes a second time on one approval."""
+
+    def __init__(self, approval_id: str, voter: str, vote: str) -> None:
+        super().__init__(f"already {vote}d by this user: {voter!r} on approval {approval_id!r}")
+        self.approval_id = approval_id
+        self.voter = voter
+        self.vote = vote
+
+
+class DeadlinePassedError(ConflictError):
+    """Raised when a vote arrives after the approval's deadline, before its expiry
+    has been recorded."""
+
+    def __init__(self, approval_id: str) -> None:
+        super().__init__(f"approval {approval_id!r} is past its deadline")
+        self.approval_id = approval_id
+
+
+class AlreadyExistsError(ConflictError):
+    """Raised when creating something under an id that is already taken."""
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(f"{aggregate_id!r} already exists")
+        self.aggregate_id = aggregate_id
+
+
+class ConcurrencyError(ConflictError):
+    """Raised when concurrent writers kept conflicting after every retry."""
+
+    def __init__(self, aggregate_id: str, attempts: int) -> None:
+        super().__init__(f"{aggregate_id!r} changed under us {attempts} times; gave up")
+        self.aggregate_id = aggregate_id
+        self.attempts = attempts
+
+
+class ForbiddenError(SignoffError):
+    """Raised when the acting person may not do what they asked."""
+
+    code = "forbidden"
+
+
+class SelfApprovalError(ForbiddenError):
+    """Raised when the requester of an approval tries to vote on it."""
+
+    def __init__(self, approval_id: str, person: str) -> None:
+        super().__init__(f"{person!r} requested approval {approval_id!r} and may not vote on it")
+        self.approval_id = approval_id
+        self.person = person
+
+
+class NotAnApproverError(ForbiddenError):
+    """Raised when a person outside an approval's approvers and groups acts on it."""
+
+    def __init__(self, approval_id: str, person: str) -> None:
+        super().__init__(f"{person!r} is not an allowed approver of approval {approval_id!r}")
+        self.approval_id = approval_id
+        self.person = person
+
+
+class InvalidInputError(SignoffError):
+    """Raised when a command's input fails validation; nothing is stored."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, errors: list[dict[str, object]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []

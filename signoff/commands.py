@@ -1,0 +1,111 @@
+"""Validated inputs of the engine's commands: bad input is refused before anything is stored."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+)
+
+from signoff.domain.base import SYSTEM_ACTOR
+from signoff.domain.durations import parse_duration
+from signoff.domain.errors import InvalidInputError
+
+MAX_JSON_BYTES = 256 * 1024
+"""Largest context or metadata document accepted, serialised."""
+
+
+def _person(name: str) -> str:
+    if name == SYSTEM_ACTOR:
+        raise ValueError(f"{SYSTEM_ACTOR!r} is reserved for signoff's own actions")
+    return name
+
+
+def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON")
+    return value
+
+
+def _duration(value: Any) -> Any:
+    if value is None:
+        return None
+    return parse_duration(value)
+
+
+Person = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_person)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_bounded_json)]
+Duration = Annotated[timedelta | None, BeforeValidator(_duration)]
+
+
+class Command(BaseModel):
+    """Base of command inputs: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class RequestApproval(Command):
+    """Asks for a decision."""
+
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+    requested_by: Person
+    description: Annotated[str, Field(max_length=20_000)] = ""
+    context: JsonObject = Field(default_factory=dict)
+    required_approvals: Annotated[int, Field(ge=1, le=1000)] = 1
+    approvers: list[Person] = Field(default_factory=list, max_length=1000)
+    groups: list[Name] = Field(default_factory=list, max_length=1000)
+    rejection_threshold: Annotated[int, Field(ge=1, le=1000)] = 1
+    timeout: Duration = None
+
+
+class Decide(Command):
+    """Approves or rejects, as one person."""
+
+    by: Person
+    groups: list[Name] = Field(default_factory=list, max_length=1000)
+    reason: Annotated[str, Field(max_length=5000)] | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class Cancel(Command):
+    """Withdraws a request."""
+
+    by: Person
+    reason: Annotated[str, Field(max_length=5000)] | None = None
+
+
+class Reassign(Command):
+    """Hands a pending approval to other approvers or groups."""
+
+    by: Person
+    approvers: list[Person] | None = Field(default=None, max_length=1000)
+    groups: list[Name] | None = Field(default=None, max_length=1000)
+    by_groups: list[Name] = Field(default_factory=list, max_length=1000)
+    reason: Annotated[str, Field(max_length=5000)] | None = None
+
+
+CommandT = TypeVar("CommandT", bound=BaseModel)
+
+
+def validate(model: type[CommandT], data: dict[str, Any]) -> CommandT:
+    """Builds ``model`` from ``data``, turning validation errors into InvalidInputError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        details = error.errors(include_url=False, include_context=False, include_input=False)
+        summary = "; ".join(
+            f"{'.'.join(str(p) for p in d['loc']) or 'input'}: {d['msg']}" for d in details
+        )
+        raise InvalidInputError(
+            f"invalid {model.__name__}: {summary}", errors=[dict(d) for d in details]
+        ) from None

@@ -1,0 +1,122 @@
+"""Plain data the engine returns: snapshots of approvals and entries of the audit trail."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from signoff.domain.approval import Approval
+from signoff.domain.base import CAUSE_FIELDS, SignoffEvent
+
+_EVENT_BASE_FIELDS = {"originator_id", "originator_version", "originator_topic", *CAUSE_FIELDS}
+
+
+class View(BaseModel):
+    """Base of returned data: immutable and JSON-ready."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class VoteInfo(View):
+    """One person's vote on an approval."""
+
+    voter: str
+    decision: str
+    reason: str | None
+    at: datetime
+    groups: list[str]
+    metadata: dict[str, Any]
+
+
+class ApprovalInfo(View):
+    """An approval as a person deciding it needs to see it."""
+
+    id: str
+    status: str
+    title: str
+    description: str
+    context: dict[str, Any]
+    requested_by: str
+    requested_at: datetime
+    deadline: datetime | None
+    workflow_id: str | None
+    required_approvals: int
+    rejection_threshold: int
+    approvers: list[str]
+    groups: list[str]
+    votes: list[VoteInfo]
+    approvals_needed: int
+    decided_at: datetime | None
+    decided_by: str | None
+    decision_reason: str | None
+    metadata: dict[str, Any]
+    version: int
+    next_commands: list[str]
+
+    @classmethod
+    def of(cls, approval: Approval) -> ApprovalInfo:
+        """Reads the view off an Approval aggregate."""
+        return cls(
+            id=approval.id,
+            status=approval.status,
+            title=approval.title,
+            description=approval.description,
+            context=approval.context,
+            requested_by=approval.requested_by,
+            requested_at=approval.created_on,
+            deadline=approval.deadline,
+            workflow_id=approval.workflow_id,
+            required_approvals=approval.policy.required_approvals,
+            rejection_threshold=approval.policy.rejection_threshold,
+            approvers=list(approval.policy.approvers),
+            groups=list(approval.policy.groups),
+            votes=[VoteInfo(**{**dataclasses.asdict(v), "groups": list(v.groups)}) for v in approval.votes],
+            approvals_needed=approval.approvals_needed,
+            decided_at=approval.decided_at,
+            decided_by=approval.decided_by,
+            decision_reason=approval.decision_reason,
+            metadata=approval.metadata,
+            version=approval.version,
+            next_commands=list(approval.lifecycle.triggers(approval.status)),
+        )
+
+
+class HistoryEntry(View):
+    """One event of an aggregate's stream: the audit trail, entry by entry."""
+
+    aggregate_id: str
+    aggregate_type: str
+    version: int
+    event: str
+    at: datetime
+    actor: str
+    reason: str | None
+    command_id: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, stored: SignoffEvent) -> HistoryEntry:
+        """Reads the entry off a stored domain event."""
+        aggregate_type, _, event_name = type(stored).__qualname__.rpartition(".")
+        fields = vars(stored)
+        data = {k: _plain(v) for k, v in fields.items() if k not in _EVENT_BASE_FIELDS}
+        return cls(
+            aggregate_id=stored.originator_id,
+            aggregate_type=aggregate_type,
+            version=stored.originator_version,
+            event=event_name,
+            at=stored.timestamp,
+            actor=fields["actor"],
+            reason=fields["reason"],
+            command_id=fields["command_id"],
+            data=data,
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
