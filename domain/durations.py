@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
+
+MAX_DURATION = timedelta(days=3650)
+"""Longest accepted duration (ten years): anything longer is a mistake, not a plan."""
 
 _UNITS = {
     "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
@@ -27,8 +31,8 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     elif isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     elif isinstance(value, int | float):
-        result = timedelta(seconds=value)
-    else:
+        result = _seconds(float(value), value)
+    elif isinstance(value, str):
         text = value.strip()
         position, seconds = 0, 0.0
         for match in _PART.finditer(text):
@@ -41,7 +45,17 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
             position = match.end()
         if not text or position != len(text):
             raise ValueError(f"not a duration: {value!r} (try '7 days' or '30 minutes')")
-        result = timedelta(seconds=seconds)
+        result = _seconds(seconds, value)
+    else:
+        raise ValueError(f"not a duration: {value!r}")
     if result <= timedelta(0):
         raise ValueError(f"a duration must be positive, got {value!r}")
+    if result > MAX_DURATION:
+        raise ValueError(f"a duration may not exceed {MAX_DURATION.days} days, got {value!r}")
     return result
+
+
+def _seconds(seconds: float, original: object) -> timedelta:
+    if not math.isfinite(seconds) or abs(seconds) > MAX_DURATION.total_seconds():
+        raise ValueError(f"a duration may not exceed {MAX_DURATION.days} days, got {original!r}")
+    return timedelta(seconds=seconds)

@@ -36,6 +36,12 @@ def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _unique(names: list[str] | None) -> list[str] | None:
+    if names is not None and len(set(names)) != len(names):
+        raise ValueError("names must not repeat")
+    return names
+
+
 def _duration(value: Any) -> Any:
     if value is None:
         return None
@@ -46,6 +52,8 @@ Person = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_per
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_bounded_json)]
 Duration = Annotated[timedelta | None, BeforeValidator(_duration)]
+People = Annotated[list[Person], Field(max_length=1000), AfterValidator(_unique)]
+Names = Annotated[list[Name], Field(max_length=1000), AfterValidator(_unique)]
 
 
 class Command(BaseModel):
@@ -62,8 +70,8 @@ class RequestApproval(Command):
     description: Annotated[str, Field(max_length=20_000)] = ""
     context: JsonObject = Field(default_factory=dict)
     required_approvals: Annotated[int, Field(ge=1, le=1000)] = 1
-    approvers: list[Person] = Field(default_factory=list, max_length=1000)
-    groups: list[Name] = Field(default_factory=list, max_length=1000)
+    approvers: People = Field(default_factory=list)
+    groups: Names = Field(default_factory=list)
     rejection_threshold: Annotated[int, Field(ge=1, le=1000)] = 1
     timeout: Duration = None
 
@@ -88,8 +96,8 @@ class Reassign(Command):
     """Hands a pending approval to other approvers or groups."""
 
     by: Person
-    approvers: list[Person] | None = Field(default=None, max_length=1000)
-    groups: list[Name] | None = Field(default=None, max_length=1000)
+    approvers: People | None = None
+    groups: Names | None = None
     by_groups: list[Name] = Field(default_factory=list, max_length=1000)
     reason: Annotated[str, Field(max_length=5000)] | None = None
 

@@ -136,11 +136,11 @@ class Engine:
             {
                 "title": title,
                 "requested_by": requested_by,
-                "context": dict(context or {}),
+                "context": {} if context is None else context,
                 "description": description,
                 "required_approvals": required_approvals,
-                "approvers": list(approvers),
-                "groups": list(groups),
+                "approvers": _listed(approvers),
+                "groups": _listed(groups),
                 "rejection_threshold": rejection_threshold,
                 "timeout": timeout,
             },
@@ -164,7 +164,12 @@ class Engine:
         """
         cmd = validate(
             Decide,
-            {"by": by, "reason": reason, "metadata": dict(metadata or {}), "groups": list(groups)},
+            {
+                "by": by,
+                "reason": reason,
+                "metadata": {} if metadata is None else metadata,
+                "groups": _listed(groups),
+            },
         )
         return await self._write(lambda app: app.approve(approval_id, cmd, command_id=command_id))
 
@@ -178,7 +183,7 @@ class Engine:
         command_id: str | None = None,
     ) -> ApprovalInfo:
         """Records ``by``'s rejection; by default the first rejection vetoes."""
-        cmd = validate(Decide, {"by": by, "reason": reason, "groups": list(groups)})
+        cmd = validate(Decide, {"by": by, "reason": reason, "groups": _listed(groups)})
         return await self._write(lambda app: app.reject(approval_id, cmd, command_id=command_id))
 
     async def cancel(
@@ -209,9 +214,9 @@ class Engine:
             Reassign,
             {
                 "by": by,
-                "approvers": None if approvers is None else list(approvers),
-                "groups": None if groups is None else list(groups),
-                "by_groups": list(by_groups),
+                "approvers": None if approvers is None else _listed(approvers),
+                "groups": None if groups is None else _listed(groups),
+                "by_groups": _listed(by_groups),
                 "reason": reason,
             },
         )
@@ -225,9 +230,17 @@ class Engine:
         self, approver: str | None = None, *, groups: Iterable[str] = ()
     ) -> list[ApprovalInfo]:
         """Pending approvals, oldest first; for ``approver``, only those they may vote on."""
-        member_of = tuple(groups)
+        member_of = tuple(validate(Decide, {"by": approver or "anyone", "groups": _listed(groups)}).groups)
         return await self._read(lambda app: app.pending_approvals(approver, member_of))
 
     async def history(self, aggregate_id: str) -> list[HistoryEntry]:
         """The audit trail of one approval or run: its events with actor, reason and time."""
         return await self._read(lambda app: app.history(aggregate_id))
+
+
+def _listed(values: Any) -> Any:
+    """Turns tuples and other iterables into lists, leaving strings and odd types for
+    validation to refuse (``list("bob")`` would silently become three approvers)."""
+    if isinstance(values, str | bytes | dict) or not isinstance(values, Iterable):
+        return values
+    return list(values)
