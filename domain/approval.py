@@ -13,11 +13,11 @@ from signoff.domain.base import SYSTEM_ACTOR, Cause, SignoffAggregate
 from signoff.domain.errors import (
     AlreadyDecidedError,
     AlreadyVotedError,
-    ConflictError,
     DeadlinePassedError,
-    ForbiddenError,
     InvalidInputError,
     NotAnApproverError,
+    NotRequesterError,
+    NotYetDueError,
     SelfApprovalError,
 )
 from signoff.domain.lifecycle import Lifecycle
@@ -108,7 +108,7 @@ class Approval(SignoffAggregate):
     def __init__(
         self,
         *,
-        id: str,  # noqa: A002 (eventsourcing takes the aggregate id by this name)
+        id: str,
         title: str,
         description: str,
         context: dict[str, Any],
@@ -157,10 +157,13 @@ class Approval(SignoffAggregate):
         """Tells whether the approval reached a final status."""
         return self.lifecycle.is_terminal(self.status)
 
-    def can_vote(self, person: str, groups: Iterable[str] = ()) -> bool:
-        """Tells whether ``person`` could vote now (a UI's "show the buttons")."""
+    def can_vote(
+        self, person: str, groups: Iterable[str] = (), *, now: datetime | None = None
+    ) -> bool:
+        """Tells whether ``person`` could vote (at ``now``): a UI's "show the buttons"."""
         return (
             not self.is_decided
+            and (now is None or self.deadline is None or now < self.deadline)
             and person != self.requested_by
             and self.policy.allows(person, groups)
             and all(v.voter != person for v in self.votes)
@@ -187,10 +190,9 @@ class Approval(SignoffAggregate):
         or the quorum became unreachable."""
         voter_groups = self._check_vote(cause, groups, "reject")
         self._vote_cast(decision="reject", groups=voter_groups, metadata={}, **cause.fields())
-        if (
-            len(self.rejecters_so_far) >= self.policy.rejection_threshold
-            or not self._quorum_reachable()
-        ):
+        if len(
+            self.rejecters_so_far
+        ) >= self.policy.rejection_threshold or not self._quorum_reachable(self.policy):
             self.lifecycle.next_status(self.id, self.status, "reject")
             self._rejected(rejecters=self.rejecters_so_far, **cause.fields())
 
@@ -198,16 +200,14 @@ class Approval(SignoffAggregate):
         """Withdraws the request; only its requester (or signoff itself) may."""
         self.lifecycle.next_status(self.id, self.status, "cancel")
         if cause.actor not in (self.requested_by, SYSTEM_ACTOR):
-            raise ForbiddenError(
-                f"only the requester may cancel approval {self.id!r}, not {cause.actor!r}"
-            )
+            raise NotRequesterError(self.id, cause.actor)
         self._cancelled(**cause.fields())
 
     def expire(self, cause: Cause) -> None:
         """Closes the approval undecided once its deadline has passed."""
         self.lifecycle.next_status(self.id, self.status, "expire")
         if self.deadline is None or cause.timestamp < self.deadline:
-            raise ConflictError(f"approval {self.id!r} is not past its deadline")
+            raise NotYetDueError(self.id)
         self._expired(deadline=self.deadline, **cause.fields())
 
     def reassign(
@@ -242,6 +242,10 @@ class Approval(SignoffAggregate):
             policy.check_satisfiable(self.requested_by)
         except ValueError as error:
             raise InvalidInputError(str(error)) from None
+        if policy.is_open and not self.policy.is_open:
+            raise InvalidInputError("reassign must name approvers or groups, not open it to anyone")
+        if not self._quorum_reachable(policy):
+            raise InvalidInputError("after this reassignment the quorum could not be reached")
         self._reassigned(
             approvers=list(policy.approvers),
             groups=list(policy.groups),
@@ -267,14 +271,12 @@ class Approval(SignoffAggregate):
                 raise AlreadyVotedError(self.id, voter, vote.decision)
         return voter_groups
 
-    def _quorum_reachable(self) -> bool:
-        if self.policy.eligible_count(self.requested_by) is None:
+    def _quorum_reachable(self, policy: ApprovalPolicy) -> bool:
+        if policy.eligible_count(self.requested_by) is None:
             return True
         voted = {v.voter for v in self.votes}
-        still_eligible = [
-            p for p in self.policy.approvers if p != self.requested_by and p not in voted
-        ]
-        return len(self.approvers_so_far) + len(still_eligible) >= self.policy.required_approvals
+        still_eligible = [p for p in policy.approvers if p != self.requested_by and p not in voted]
+        return len(self.approvers_so_far) + len(still_eligible) >= policy.required_approvals
 
     # Events (assignment only) ----------------------------------------------
 

@@ -64,6 +64,12 @@ CAUSE_FIELDS = ("actor", "reason", "command_id", "timestamp")
 """Fields every signoff event carries (checked by the event catalogue test)."""
 
 
+def event_class(aggregate: type[BaseAggregate[Any]], name: str) -> type[SignoffEvent]:
+    """The event class ``name`` that ``@event`` defined on ``aggregate``."""
+    found: type[SignoffEvent] = getattr(aggregate, name)
+    return found
+
+
 class SignoffAggregate(BaseAggregate[str]):
     """Base of Approval, WorkflowRun and Schedule."""
 

@@ -20,7 +20,7 @@ _UNITS = {
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*,?", re.IGNORECASE)
 
 
-def parse_duration(value: str | int | float | timedelta) -> timedelta:
+def parse_duration(value: object) -> timedelta:
     """Turns "7 days", "1 hour 30 minutes", seconds or a timedelta into a timedelta.
 
     Raises:

@@ -10,11 +10,13 @@
     │   │   └── AlreadyDecidedError
     │   ├── AlreadyVotedError
     │   ├── DeadlinePassedError
+    │   ├── NotYetDueError
     │   ├── AlreadyExistsError
     │   └── ConcurrencyError
     ├── ForbiddenError
     │   ├── SelfApprovalError
-    │   └── NotAnApproverError
+    │   ├── NotAnApproverError
+    │   └── NotRequesterError
     └── InvalidInputError
 
 Each class carries a stable ``code`` (used on the wire) and keeps the ids
@@ -104,6 +106,14 @@ class DeadlinePassedError(ConflictError):
         self.approval_id = approval_id
 
 
+class NotYetDueError(ConflictError):
+    """Raised when something due at a time (an approval's expiry) is asked for early."""
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(f"{aggregate_id!r} is not due yet")
+        self.aggregate_id = aggregate_id
+
+
 class AlreadyExistsError(ConflictError):
     """Raised when creating something under an id that is already taken."""
 
@@ -141,6 +151,15 @@ class NotAnApproverError(ForbiddenError):
 
     def __init__(self, approval_id: str, person: str) -> None:
         super().__init__(f"{person!r} is not an allowed approver of approval {approval_id!r}")
+        self.approval_id = approval_id
+        self.person = person
+
+
+class NotRequesterError(ForbiddenError):
+    """Raised when someone other than an approval's requester tries to withdraw it."""
+
+    def __init__(self, approval_id: str, person: str) -> None:
+        super().__init__(f"only the requester may cancel approval {approval_id!r}, not {person!r}")
         self.approval_id = approval_id
         self.person = person
 

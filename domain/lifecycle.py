@@ -46,14 +46,14 @@ class Lifecycle:
             name=name,
         )
         for trigger, source, dest in moves:
-            sources = [source] if isinstance(source, str) else list(source)
+            sources: list[Any] = [source] if isinstance(source, str) else list(source)
             self.machine.add_transition(trigger, sources, dest)
         # The machine's answers, read once: guards run on every command.
         self._dest: dict[tuple[str, str], str] = {}
         for trigger, machine_event in self.machine.events.items():
             for source, transitions in machine_event.transitions.items():
                 for transition in transitions:
-                    self._dest[(source, trigger)] = transition.dest
+                    self._dest[(source, trigger)] = transition.dest or source
         self._triggers = {s: tuple(sorted(self.machine.get_triggers(s))) for s in self.states}
 
     def next_status(self, aggregate_id: str, status: str, trigger: str) -> str:

@@ -63,7 +63,7 @@ class Schedule(SignoffAggregate):
     def __init__(
         self,
         *,
-        id: str,  # noqa: A002 (eventsourcing takes the aggregate id by this name)
+        id: str,
         kind: ScheduleKind,
         callback: str,
         payload: Any,

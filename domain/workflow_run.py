@@ -62,7 +62,7 @@ class WorkflowRun(SignoffAggregate):
     def __init__(
         self,
         *,
-        id: str,  # noqa: A002 (eventsourcing takes the aggregate id by this name)
+        id: str,
         name: str,
         params: dict[str, Any],
         metadata: dict[str, Any],
@@ -95,14 +95,21 @@ class WorkflowRun(SignoffAggregate):
         self._activated(**cause.fields())
 
     def record_step(
-        self, cause: Cause, *, name: str, result: Any = None, error: dict[str, str] | None = None,
+        self,
+        cause: Cause,
+        *,
+        name: str,
+        result: Any = None,
+        error: dict[str, str] | None = None,
         attempt: int = 1,
     ) -> None:
         """Records one attempt of step ``name``: its result, or its error."""
         self._move("record")
         if name in self.steps and self.steps[name].get("done"):
             raise ConflictError(f"step {name!r} of run {self.id!r} already completed")
-        self._step_recorded(name=name, result=result, error=error, attempt=attempt, **cause.fields())
+        self._step_recorded(
+            name=name, result=result, error=error, attempt=attempt, **cause.fields()
+        )
 
     def start_wait(
         self, cause: Cause, *, name: str, kind: str, key: str, deadline: datetime | None
@@ -216,14 +223,24 @@ class WorkflowRun(SignoffAggregate):
 
     @event("ProgressReported")
     def _progress_reported(
-        self, *, progress: Any, actor: str, reason: str | None, command_id: str,
+        self,
+        *,
+        progress: Any,
+        actor: str,
+        reason: str | None,
+        command_id: str,
         timestamp: datetime,
     ) -> None:
         self.progress = [*self.progress, progress]
 
     @event("Completed")
     def _completed(
-        self, *, result: Any, actor: str, reason: str | None, command_id: str,
+        self,
+        *,
+        result: Any,
+        actor: str,
+        reason: str | None,
+        command_id: str,
         timestamp: datetime,
     ) -> None:
         self.status = COMPLETE
@@ -266,7 +283,12 @@ class WorkflowRun(SignoffAggregate):
 
     @event("Restarted")
     def _restarted(
-        self, *, generation: int, actor: str, reason: str | None, command_id: str,
+        self,
+        *,
+        generation: int,
+        actor: str,
+        reason: str | None,
+        command_id: str,
         timestamp: datetime,
     ) -> None:
         self.status = QUEUED

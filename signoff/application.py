@@ -76,14 +76,16 @@ class SignoffApplication(Application[str]):
 
     # Building blocks ---------------------------------------------------------
 
-    def cause(self, actor: str, *, reason: str | None = None, command_id: str | None = None) -> Cause:
+    def cause(
+        self, actor: str, *, reason: str | None = None, command_id: str | None = None
+    ) -> Cause:
         """The cause of a change made now."""
         return Cause(actor, command_id or self.ids(), self.clock.now(), reason)
 
     def load(self, cls: type[AggregateT], aggregate_id: str) -> AggregateT:
         """Loads an aggregate of type ``cls`` or raises its typed not-found error."""
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise _NOT_FOUND[cls](aggregate_id) from None
         if not isinstance(aggregate, cls):
@@ -146,7 +148,9 @@ class SignoffApplication(Application[str]):
         self.create(approval)
         return approval.id
 
-    def approve(self, approval_id: str, cmd: Decide, *, command_id: str | None = None) -> ApprovalInfo:
+    def approve(
+        self, approval_id: str, cmd: Decide, *, command_id: str | None = None
+    ) -> ApprovalInfo:
         """Casts an approve vote; returns the approval as it now stands."""
         command_id = command_id or self.ids()
 
@@ -156,7 +160,9 @@ class SignoffApplication(Application[str]):
 
         return ApprovalInfo.of(self.change(Approval, approval_id, vote))
 
-    def reject(self, approval_id: str, cmd: Decide, *, command_id: str | None = None) -> ApprovalInfo:
+    def reject(
+        self, approval_id: str, cmd: Decide, *, command_id: str | None = None
+    ) -> ApprovalInfo:
         """Casts a reject vote; returns the approval as it now stands."""
         command_id = command_id or self.ids()
 
@@ -166,7 +172,9 @@ class SignoffApplication(Application[str]):
 
         return ApprovalInfo.of(self.change(Approval, approval_id, vote))
 
-    def cancel(self, approval_id: str, cmd: Cancel, *, command_id: str | None = None) -> ApprovalInfo:
+    def cancel(
+        self, approval_id: str, cmd: Cancel, *, command_id: str | None = None
+    ) -> ApprovalInfo:
         """Withdraws a pending approval."""
         command_id = command_id or self.ids()
 
@@ -209,11 +217,12 @@ class SignoffApplication(Application[str]):
     ) -> list[ApprovalInfo]:
         """Pending approvals, oldest first; for ``approver``, only those they may still vote on."""
         found = []
+        now = self.clock.now()
         for approval_id in self.pending_index.pending_ids():
             approval = self.load(Approval, approval_id)
             if approval.is_decided:
                 continue
-            if approver is None or approval.can_vote(approver, groups):
+            if approver is None or approval.can_vote(approver, groups, now=now):
                 found.append(ApprovalInfo.of(approval))
         return found
 
@@ -225,4 +234,3 @@ class SignoffApplication(Application[str]):
         if not entries:
             raise NotFoundError(f"nothing recorded under {aggregate_id!r}")
         return entries
-

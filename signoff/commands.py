@@ -31,7 +31,7 @@ def _person(name: str) -> str:
 
 
 def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value, separators=(",", ":"))) > MAX_JSON_BYTES:
+    if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_JSON_BYTES:
         raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON")
     return value
 

@@ -94,7 +94,9 @@ class Engine:
         if self._app is None:
             return await self._write(use_case)
         if self._readers is None:
-            self._readers = ThreadPoolExecutor(self._read_threads, thread_name_prefix="signoff-reader")
+            self._readers = ThreadPoolExecutor(
+                self._read_threads, thread_name_prefix="signoff-reader"
+            )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, functools.partial(use_case, self._app))
 
@@ -230,7 +232,9 @@ class Engine:
         self, approver: str | None = None, *, groups: Iterable[str] = ()
     ) -> list[ApprovalInfo]:
         """Pending approvals, oldest first; for ``approver``, only those they may vote on."""
-        member_of = tuple(validate(Decide, {"by": approver or "anyone", "groups": _listed(groups)}).groups)
+        member_of = tuple(
+            validate(Decide, {"by": approver or "anyone", "groups": _listed(groups)}).groups
+        )
         return await self._read(lambda app: app.pending_approvals(approver, member_of))
 
     async def history(self, aggregate_id: str) -> list[HistoryEntry]:

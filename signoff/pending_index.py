@@ -12,11 +12,12 @@ from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.utils import get_topic
 
 from signoff.domain.approval import Approval
+from signoff.domain.base import event_class
 
-_REQUESTED = get_topic(Approval.Requested)
+_REQUESTED = get_topic(event_class(Approval, "Requested"))
 _CLOSED = {
-    get_topic(cls)
-    for cls in (Approval.Approved, Approval.Rejected, Approval.Expired, Approval.Cancelled)
+    get_topic(event_class(Approval, name))
+    for name in ("Approved", "Rejected", "Expired", "Cancelled")
 }
 _TOPICS = [_REQUESTED, *sorted(_CLOSED)]
 _BATCH = 1000
@@ -41,7 +42,10 @@ class PendingIndex:
         top = self._recorder.max_notification_id() or 0
         while self._position < top:
             batch = self._recorder.select_notifications(
-                start=self._position, limit=_BATCH, stop=top, topics=_TOPICS,
+                start=self._position,
+                limit=_BATCH,
+                stop=top,
+                topics=_TOPICS,
                 inclusive_of_start=False,
             )
             for notification in batch:

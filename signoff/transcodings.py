@@ -13,6 +13,7 @@ class PydanticAsDict(Transcoding):
 
     def __init__(self, model: type[BaseModel]) -> None:
         self.type = model
+        self.model = model
         self.name = f"pydantic_{model.__name__}"
 
     def encode(self, obj: Any) -> Any:
@@ -22,4 +23,4 @@ class PydanticAsDict(Transcoding):
 
     def decode(self, data: Any) -> Any:
         """Validates stored data back into the model."""
-        return self.type.model_validate(data)
+        return self.model.model_validate(data)

@@ -73,7 +73,10 @@ class ApprovalInfo(View):
             rejection_threshold=approval.policy.rejection_threshold,
             approvers=list(approval.policy.approvers),
             groups=list(approval.policy.groups),
-            votes=[VoteInfo(**{**dataclasses.asdict(v), "groups": list(v.groups)}) for v in approval.votes],
+            votes=[
+                VoteInfo(**{**dataclasses.asdict(v), "groups": list(v.groups)})
+                for v in approval.votes
+            ],
             approvals_needed=approval.approvals_needed,
             decided_at=approval.decided_at,
             decided_by=approval.decided_by,

@@ -8,16 +8,22 @@ typed error and appended nothing, that a final status never changes, and
 that no approval was granted with fewer distinct allowed approvers than
 required or with the requester's vote.
 
-Subclass it and set ``store_url`` (``memory://``, ``sqlite:///...``,
-``postgresql://...``) to run it against another store::
+Subclass it and set ``store_url`` to run it against another store
+(``memory://``; ``sqlite://`` for a fresh temporary file per example;
+``postgresql://...?schema=name``), then collect its ``TestCase``::
 
-    class TestApprovalsOnSQLite(ApprovalMachine.TestCase): ...
+    class OnSQLite(ApprovalMachine):
+        store_url = "sqlite://"
+
+    TestApprovalsOnSQLite = OnSQLite.TestCase
 """
 
 from __future__ import annotations
 
 import itertools
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +39,18 @@ from signoff.domain.base import Cause
 from signoff.domain.errors import (
     AlreadyDecidedError,
     AlreadyVotedError,
-    ConflictError,
     DeadlinePassedError,
-    ForbiddenError,
     InvalidInputError,
     NotAnApproverError,
+    NotRequesterError,
+    NotYetDueError,
     SelfApprovalError,
     SignoffError,
 )
 from signoff.domain.policy import ApprovalPolicy
 from signoff.testing.replay import assert_replays
 from signoff.testing.strategies import approval_requests, group_sets, people
+from signoff.views import ApprovalInfo
 
 _counter = itertools.count()
 
@@ -63,7 +70,7 @@ class ApprovalMachine(RuleBasedStateMachine):
         config = parse_store_url(url)
         prepare_store(config)
         self.clock = ManualClock()
-        prefix = f"m{next(_counter)}-"
+        prefix = f"m{uuid.uuid4().hex[:10]}-"
         ids = (f"{prefix}{n}" for n in itertools.count())
         self.app = SignoffApplication(config.env, clock=self.clock, ids=lambda: next(ids))
         self.live: dict[str, Approval] = {}
@@ -84,8 +91,9 @@ class ApprovalMachine(RuleBasedStateMachine):
     def _run(
         self,
         expected: type[SignoffError] | None,
-        store_call: Any,
-        live_call: Any,
+        store_call: Callable[[], ApprovalInfo],
+        live: Approval,
+        live_call: Callable[[], None],
         status_after: str | None = None,
     ) -> None:
         """Runs a command on the store and on the live copy; both must agree."""
@@ -99,14 +107,11 @@ class ApprovalMachine(RuleBasedStateMachine):
             return
         assert expected is None, f"accepted, but expected {expected.__name__}"
         assert self._top() > before, "an accepted command appended nothing"
-        live = live_call()
+        live_call()
         live.collect_events()
         if status_after is not None:
             assert live.status == status_after, f"{live.status} where {status_after} was due"
-        if info is not None:
-            from signoff.views import ApprovalInfo
-
-            assert info == ApprovalInfo.of(live), "the returned view differs from the live state"
+        assert info == ApprovalInfo.of(live), "the returned view differs from the live state"
 
     @staticmethod
     def _vote_error(live: Approval, person: str, groups: list[str], now: Any) -> Any:
@@ -128,7 +133,9 @@ class ApprovalMachine(RuleBasedStateMachine):
     def request(self, request: dict[str, Any]) -> Any:
         cmd = RequestApproval.model_validate(request)
         eligible = [p for p in cmd.approvers if p != cmd.requested_by]
-        unsatisfiable = bool(cmd.approvers) and not cmd.groups and len(eligible) < cmd.required_approvals
+        unsatisfiable = (
+            bool(cmd.approvers) and not cmd.groups and len(eligible) < cmd.required_approvals
+        )
         before = self._top()
         command_id = f"cmd-{next(_counter)}"
         try:
@@ -138,8 +145,7 @@ class ApprovalMachine(RuleBasedStateMachine):
             assert self._top() == before
             return multiple()
         assert not unsatisfiable, "an unsatisfiable request was accepted"
-        stored = self.app.events.get(approval_id)
-        first = next(iter(stored))
+        first_at = self.app.history(approval_id)[0].at
         live = Approval.request(
             approval_id=approval_id,
             title=cmd.title,
@@ -153,14 +159,16 @@ class ApprovalMachine(RuleBasedStateMachine):
             ),
             deadline=self.clock.now() + cmd.timeout if cmd.timeout else None,
             workflow_id=None,
-            cause=Cause(cmd.requested_by, command_id, first.timestamp),
+            cause=Cause(cmd.requested_by, command_id, first_at),
         )
         live.collect_events()
         self.live[approval_id] = live
         return approval_id
 
     @rule(approval_id=approvals, person=people(), groups=group_sets(), data=st.data())
-    def approve(self, approval_id: str, person: str, groups: list[str], data: st.DataObject) -> None:
+    def approve(
+        self, approval_id: str, person: str, groups: list[str], data: st.DataObject
+    ) -> None:
         live = self.live[approval_id]
         metadata = data.draw(st.dictionaries(st.sampled_from("xyz"), st.integers(0, 9), max_size=2))
         cause = self._cause(person, "looks right")
@@ -168,8 +176,10 @@ class ApprovalMachine(RuleBasedStateMachine):
         self._run(
             self._vote_error(live, person, groups, cause.timestamp),
             lambda: self.app.approve(approval_id, cmd, command_id=cause.command_id),
-            lambda: (live.approve(cause, groups=groups, metadata=metadata), live)[1],
-            "approved" if len(live.approvers_so_far) + 1 >= live.policy.required_approvals
+            live,
+            lambda: live.approve(cause, groups=groups, metadata=metadata),
+            "approved"
+            if len(live.approvers_so_far) + 1 >= live.policy.required_approvals
             else "pending",
         )
 
@@ -181,7 +191,8 @@ class ApprovalMachine(RuleBasedStateMachine):
         self._run(
             self._vote_error(live, person, groups, cause.timestamp),
             lambda: self.app.reject(approval_id, cmd, command_id=cause.command_id),
-            lambda: (live.reject(cause, groups=groups), live)[1],
+            live,
+            lambda: live.reject(cause, groups=groups),
             self._status_after_rejection(live, person),
         )
 
@@ -205,13 +216,15 @@ class ApprovalMachine(RuleBasedStateMachine):
         if live.status != "pending":
             expected = AlreadyDecidedError
         elif person != live.requested_by:
-            expected = ForbiddenError
+            expected = NotRequesterError
         cause = self._cause(person, "not needed")
         self._run(
             expected,
-            lambda: self.app.cancel(approval_id, Cancel(by=person, reason=cause.reason),
-                                    command_id=cause.command_id),
-            lambda: (live.cancel(cause), live)[1],
+            lambda: self.app.cancel(
+                approval_id, Cancel(by=person, reason=cause.reason), command_id=cause.command_id
+            ),
+            live,
+            lambda: live.cancel(cause),
         )
 
     @rule(approval_id=approvals)
@@ -221,12 +234,13 @@ class ApprovalMachine(RuleBasedStateMachine):
         if live.status != "pending":
             expected = AlreadyDecidedError
         elif live.deadline is None or self.clock.now() < live.deadline:
-            expected = ConflictError
+            expected = NotYetDueError
         cause = self._cause("system", "deadline passed")
         self._run(
             expected,
             lambda: self.app.expire_approval(approval_id, command_id=cause.command_id),
-            lambda: (live.expire(cause), live)[1],
+            live,
+            lambda: live.expire(cause),
         )
 
     @rule(
@@ -241,25 +255,32 @@ class ApprovalMachine(RuleBasedStateMachine):
         live = self.live[approval_id]
         expected: Any = None
         eligible = [p for p in new_approvers if p != live.requested_by]
+        voted = {v.voter for v in live.votes}
+        restricted_to_people = bool(new_approvers) and not live.policy.groups
         if live.status != "pending":
             expected = AlreadyDecidedError
         elif person != live.requested_by and not live.policy.allows(person, person_groups):
             expected = NotAnApproverError
         elif (
-            new_approvers
+            (restricted_to_people
+            and len(eligible) < live.policy.required_approvals)
+            or (not new_approvers
             and not live.policy.groups
-            and len(eligible) < live.policy.required_approvals
+            and not live.policy.is_open)
+            or (restricted_to_people
+            and len(live.approvers_so_far) + len([p for p in eligible if p not in voted])
+            < live.policy.required_approvals)
         ):
             expected = InvalidInputError
         cause = self._cause(person, "on holiday")
-        cmd = Reassign(by=person, approvers=new_approvers, by_groups=person_groups, reason=cause.reason)
+        cmd = Reassign(
+            by=person, approvers=new_approvers, by_groups=person_groups, reason=cause.reason
+        )
         self._run(
             expected,
             lambda: self.app.reassign(approval_id, cmd, command_id=cause.command_id),
-            lambda: (
-                live.reassign(cause, approvers=new_approvers, actor_groups=person_groups),
-                live,
-            )[1],
+            live,
+            lambda: live.reassign(cause, approvers=new_approvers, actor_groups=person_groups),
         )
 
     @rule(duration=st.sampled_from(["30 minutes", "12 hours", "2 days", "8 days"]))
@@ -291,8 +312,11 @@ class ApprovalMachine(RuleBasedStateMachine):
             approvers_seen: list[str] = []
             for entry in history[1:]:
                 if entry.event == "Reassigned":
-                    policy = {**policy, "approvers": entry.data["approvers"],
-                              "groups": entry.data["groups"]}
+                    policy = {
+                        **policy,
+                        "approvers": entry.data["approvers"],
+                        "groups": entry.data["groups"],
+                    }
                 if entry.event == "VoteCast":
                     assert entry.actor != requester, "the requester voted"
                     allowed = ApprovalPolicy.model_validate(policy).allows(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.application import Application
 
@@ -22,7 +22,7 @@ def rebuild(app: Application[str], aggregate_id: str) -> SignoffAggregate:
     """Folds the stored events of ``aggregate_id`` into a fresh aggregate, bypassing caches."""
     aggregate: Any = None
     for stored in app.events.get(aggregate_id):
-        aggregate = stored.mutate(aggregate)
+        aggregate = cast(Any, stored).mutate(aggregate)
     if aggregate is None:
         raise ReplayMismatchError(f"no events stored for {aggregate_id!r}")
     assert isinstance(aggregate, SignoffAggregate)
@@ -39,6 +39,10 @@ def assert_replays(app: Application[str], live: SignoffAggregate) -> None:
         raise ReplayMismatchError(f"{live.id!r} has unsaved events")
     expected, actual = aggregate_state(live), aggregate_state(rebuild(app, live.id))
     if expected != actual:
-        keys = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
-        detail = ", ".join(f"{k}: live={expected.get(k)!r} replayed={actual.get(k)!r}" for k in keys)
+        keys = sorted(
+            k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k)
+        )
+        detail = ", ".join(
+            f"{k}: live={expected.get(k)!r} replayed={actual.get(k)!r}" for k in keys
+        )
         raise ReplayMismatchError(f"replay of {live.id!r} differs: {detail}")

@@ -22,10 +22,12 @@ def group_sets() -> st.SearchStrategy[list[str]]:
 
 def json_values() -> st.SearchStrategy[Any]:
     """Small JSON documents, as found in approval context and metadata."""
-    scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=20)
+    scalars = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=20)
     return st.recursive(
         scalars,
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        ),
         max_leaves=8,
     )
 

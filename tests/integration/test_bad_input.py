@@ -84,12 +84,23 @@ wire_values = st.one_of(
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
 fields = st.sampled_from(
-    ["title", "requested_by", "context", "description", "required_approvals", "approvers",
-     "groups", "rejection_threshold", "timeout"]
+    [
+        "title",
+        "requested_by",
+        "context",
+        "description",
+        "required_approvals",
+        "approvers",
+        "groups",
+        "rejection_threshold",
+        "timeout",
+    ]
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(request=st.dictionaries(fields, wire_values, max_size=9))
 async def test_random_requests_are_either_stored_or_refused_cleanly(
     engine: Engine, request: dict[str, Any]

@@ -24,7 +24,9 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-def race(store: str, sync_dir: Path, voters: dict[str, str], ids: list[str]) -> list[dict[str, str]]:
+def race(
+    store: str, sync_dir: Path, voters: dict[str, str], ids: list[str]
+) -> list[dict[str, str]]:
     """Runs one process per voter; each decides every approval at the same moment."""
     processes = [
         subprocess.Popen(
@@ -78,8 +80,9 @@ async def test_two_processes_deciding_one_approval_give_exactly_one_winner(
 async def test_racing_approvers_fill_a_quorum_exactly(shared_store: str, tmp_path: Path):
     async with Engine(shared_store) as engine:
         ids = [
-            await engine.request_approval(title=f"quorum {n}", requested_by="carol",
-                                          required_approvals=2)
+            await engine.request_approval(
+                title=f"quorum {n}", requested_by="carol", required_approvals=2
+            )
             for n in range(ROUNDS)
         ]
 
