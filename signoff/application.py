@@ -10,11 +10,11 @@ loop.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
 
 from signoff.clock import Clock, SystemClock
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval
@@ -47,6 +47,14 @@ _NOT_FOUND: dict[type[SignoffAggregate], Callable[[str], NotFoundError]] = {
 }
 
 
+def fold(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Folds events into an aggregate (eventsourcing's projector, without its per-event
+    runtime Protocol check, which costs ~0.1 ms per event on Python 3.11)."""
+    for domain_event in events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
 def new_id() -> str:
     """A fresh random id."""
     return str(uuid.uuid4())
@@ -76,6 +84,22 @@ class SignoffApplication(Application[str]):
 
     # Building blocks ---------------------------------------------------------
 
+    def save(self, *aggregates: Any, **kwargs: Any) -> list[Recording[str]]:
+        """Stores the pending events of ``aggregates`` in one transaction.
+
+        Same as ``Application.save`` for aggregates, minus its runtime Protocol
+        isinstance checks (slow on Python 3.11) and its deprecated ``notify`` hook.
+        """
+        processing_event: ProcessingEvent[str] = ProcessingEvent()
+        for aggregate in aggregates:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
+
     def cause(
         self, actor: str, *, reason: str | None = None, command_id: str | None = None
     ) -> Cause:
@@ -85,7 +109,7 @@ class SignoffApplication(Application[str]):
     def load(self, cls: type[AggregateT], aggregate_id: str) -> AggregateT:
         """Loads an aggregate of type ``cls`` or raises its typed not-found error."""
         try:
-            aggregate: object = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id, projector_func=fold)
         except AggregateNotFoundError:
             raise _NOT_FOUND[cls](aggregate_id) from None
         if not isinstance(aggregate, cls):
