@@ -84,6 +84,7 @@ class Approval(SignoffAggregate):
         deadline: datetime | None,
         workflow_id: str | None,
         cause: Cause,
+        wait_name: str | None = None,
     ) -> Approval:
         """Opens a new pending approval requested by ``cause.actor``."""
         try:
@@ -101,6 +102,7 @@ class Approval(SignoffAggregate):
             policy=policy,
             deadline=deadline,
             workflow_id=workflow_id,
+            wait_name=wait_name,
             **cause.fields(),
         )
 
@@ -116,6 +118,7 @@ class Approval(SignoffAggregate):
         policy: ApprovalPolicy,
         deadline: datetime | None,
         workflow_id: str | None,
+        wait_name: str | None,
         actor: str,
         reason: str | None,
         command_id: str,
@@ -128,6 +131,7 @@ class Approval(SignoffAggregate):
         self.policy = policy
         self.deadline = deadline
         self.workflow_id = workflow_id
+        self.wait_name = wait_name
         self.status = PENDING
         self.votes: list[Vote] = []
         self.decided_at: datetime | None = None

@@ -18,6 +18,8 @@
     │   ├── NotAnApproverError
     │   └── NotRequesterError
     └── InvalidInputError
+        ├── UnknownWorkflowError
+        └── DuplicateStepError
 
 Each class carries a stable ``code`` (used on the wire) and keeps the ids
 it is about as attributes, so callers never parse messages.
@@ -172,3 +174,15 @@ class InvalidInputError(SignoffError):
     def __init__(self, message: str, *, errors: list[dict[str, object]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+
+class UnknownWorkflowError(InvalidInputError):
+    """Raised when a workflow name is not registered with the engine."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no workflow named {name!r} is registered")
+        self.name = name
+
+
+class DuplicateStepError(InvalidInputError):
+    """Raised inside a run when its code uses one step or wait name twice."""

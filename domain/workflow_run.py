@@ -1,8 +1,11 @@
 """The WorkflowRun aggregate: one execution of a workflow, as the runtime recorded it.
 
 The workflow runtime replays user code against this history: completed steps
-return their recorded results, waits return their recorded resolutions.
-This module holds the lifecycle, the events and their guards.
+return their recorded results, resolved waits return their resolutions,
+progress reports already recorded are not recorded again. Commands check the
+lifecycle guard and work out derived values; ``@event`` methods only assign
+(and replace, never mutate, the dicts they hold, so that snapshots handed to
+the runtime stay consistent).
 """
 
 from __future__ import annotations
@@ -19,29 +22,32 @@ from signoff.domain.lifecycle import Lifecycle
 QUEUED, RUNNING, WAITING, PAUSED = "queued", "running", "waiting", "paused"
 COMPLETE, ERRORED, TERMINATED = "complete", "errored", "terminated"
 ACTIVE = (QUEUED, RUNNING, WAITING, PAUSED)
+ALL = (*ACTIVE, COMPLETE, ERRORED, TERMINATED)
 
 RUN_LIFECYCLE = Lifecycle(
     "workflow_run",
-    states=[QUEUED, RUNNING, WAITING, PAUSED, COMPLETE, ERRORED, TERMINATED],
+    states=ALL,
     initial=QUEUED,
     terminal=[COMPLETE, ERRORED, TERMINATED],
     moves=[
-        ("activate", [QUEUED, WAITING], RUNNING),
-        ("record", RUNNING, RUNNING),
-        ("wait", RUNNING, WAITING),
-        ("resolve", [QUEUED, RUNNING, WAITING, PAUSED], "="),
-        ("complete", RUNNING, COMPLETE),
-        ("error", RUNNING, ERRORED),
+        ("record", [QUEUED, RUNNING], RUNNING),
+        ("wait", [QUEUED, RUNNING], WAITING),
+        ("resolve", list(ACTIVE), "="),
+        ("wake", WAITING, QUEUED),
+        ("receive", list(ACTIVE), "="),
+        ("complete", [QUEUED, RUNNING], COMPLETE),
+        ("error", [QUEUED, RUNNING], ERRORED),
         ("pause", [QUEUED, RUNNING, WAITING], PAUSED),
         ("resume", PAUSED, QUEUED),
+        ("resume_waiting", PAUSED, WAITING),
         ("terminate", list(ACTIVE), TERMINATED),
-        ("restart", [QUEUED, RUNNING, WAITING, PAUSED, COMPLETE, ERRORED, TERMINATED], QUEUED),
+        ("restart", list(ALL), QUEUED),
     ],
 )
 
 
 class WorkflowRun(SignoffAggregate):
-    """One run of a named workflow with its params, steps, waits and outcome."""
+    """One run of a named workflow: params, steps, waits, reports and outcome."""
 
     lifecycle = RUN_LIFECYCLE
 
@@ -76,23 +82,45 @@ class WorkflowRun(SignoffAggregate):
         self.metadata = metadata
         self.status = QUEUED
         self.generation = 1
+        self._reset()
+
+    def _reset(self) -> None:
         self.steps: dict[str, dict[str, Any]] = {}
         self.waits: dict[str, dict[str, Any]] = {}
         self.resolutions: dict[str, dict[str, Any]] = {}
-        self.progress: list[Any] = []
+        self.current_wait: str | None = None
+        self.reports: list[dict[str, Any]] = []
+        self.inbox: dict[str, list[Any]] = {}
+        self.consumed: dict[str, int] = {}
+        self.decisions: list[dict[str, Any]] = []
         self.result: Any = None
         self.error: dict[str, str] | None = None
         self.completed_at: datetime | None = None
 
+    # Queries ---------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        """Tells whether the run may still change (not complete, errored or terminated)."""
+        return self.status in ACTIVE
+
+    def pending_wait(self) -> tuple[str, dict[str, Any]] | None:
+        """The wait the run is blocked on, if any."""
+        if self.current_wait is None:
+            return None
+        return self.current_wait, self.waits[self.current_wait]
+
+    def unconsumed_event(self, event_type: str) -> Any | None:
+        """The oldest delivered event of ``event_type`` no wait has taken, wrapped in a
+        one-item tuple (payloads may be None)."""
+        received = self.inbox.get(event_type, [])
+        taken = self.consumed.get(event_type, 0)
+        return (received[taken],) if taken < len(received) else None
+
     # Commands --------------------------------------------------------------
 
-    def _move(self, trigger: str) -> None:
-        self.lifecycle.next_status(self.id, self.status, trigger)
-
-    def activate(self, cause: Cause) -> None:
-        """Marks the run as executing (an activation took it)."""
-        self._move("activate")
-        self._activated(**cause.fields())
+    def _move(self, trigger: str) -> str:
+        return self.lifecycle.next_status(self.id, self.status, trigger)
 
     def record_step(
         self,
@@ -102,35 +130,66 @@ class WorkflowRun(SignoffAggregate):
         result: Any = None,
         error: dict[str, str] | None = None,
         attempt: int = 1,
+        retry_at: datetime | None = None,
     ) -> None:
-        """Records one attempt of step ``name``: its result, or its error."""
+        """Records one attempt of step ``name``: its result, or its error (and when it
+        will be retried, if it will)."""
         self._move("record")
-        if name in self.steps and self.steps[name].get("done"):
-            raise ConflictError(f"step {name!r} of run {self.id!r} already completed")
+        known = self.steps.get(name)
+        if known is not None and (known["done"] or known["retry_at"] is None):
+            raise ConflictError(f"step {name!r} of run {self.id!r} already finished")
         self._step_recorded(
-            name=name, result=result, error=error, attempt=attempt, **cause.fields()
+            name=name,
+            result=result,
+            error=error,
+            attempt=attempt,
+            retry_at=retry_at,
+            **cause.fields(),
         )
 
+    def report(self, cause: Cause, *, kind: str, value: Any) -> None:
+        """Records a progress, completion or error report of the running code."""
+        self._move("record")
+        self._progress_reported(kind=kind, value=value, **cause.fields())
+
     def start_wait(
-        self, cause: Cause, *, name: str, kind: str, key: str, deadline: datetime | None
+        self,
+        cause: Cause,
+        *,
+        name: str,
+        kind: str,
+        deadline: datetime | None,
+        detail: dict[str, Any],
     ) -> None:
-        """Suspends the run on a wait (approval, event or sleep)."""
+        """Blocks the run on a wait (approval, event or sleep) until it is resolved."""
         self._move("wait")
         if name in self.waits:
             raise ConflictError(f"wait {name!r} of run {self.id!r} already started")
-        self._wait_started(name=name, kind=kind, key=key, deadline=deadline, **cause.fields())
+        self._wait_started(name=name, kind=kind, deadline=deadline, detail=detail, **cause.fields())
 
-    def resolve_wait(self, cause: Cause, *, key: str, outcome: str, value: Any = None) -> None:
-        """Records what ends a wait; kept if the run has not reached the wait yet."""
+    def resolve_wait(self, cause: Cause, *, name: str, outcome: str, value: Any = None) -> None:
+        """Ends wait ``name`` with ``outcome`` (approved, rejected, event, timeout, elapsed)."""
         self._move("resolve")
-        if key in self.resolutions:
-            raise ConflictError(f"{key!r} of run {self.id!r} is already resolved")
-        self._wait_resolved(key=key, outcome=outcome, value=value, **cause.fields())
+        if name not in self.waits or name in self.resolutions:
+            raise ConflictError(f"wait {name!r} of run {self.id!r} is not pending")
+        wakes = self.status == WAITING and self.current_wait == name
+        if wakes:
+            self._move("wake")
+        self._wait_resolved(name=name, outcome=outcome, value=value, wakes=wakes, **cause.fields())
 
-    def report_progress(self, cause: Cause, *, progress: Any) -> None:
-        """Records a progress report of the running code."""
-        self._move("record")
-        self._progress_reported(progress=progress, **cause.fields())
+    def receive_event(self, cause: Cause, *, event_type: str, payload: Any) -> None:
+        """Keeps a delivered event for the wait that takes it (now or later)."""
+        self._move("receive")
+        self._event_received(event_type=event_type, payload=payload, **cause.fields())
+
+    def receive_decision(
+        self, cause: Cause, *, decision: str, groups: list[str], metadata: dict[str, Any]
+    ) -> None:
+        """Keeps a decision that arrived before the run reached its approval wait."""
+        self._move("receive")
+        self._decision_received(
+            decision=decision, groups=groups, metadata=metadata, **cause.fields()
+        )
 
     def complete(self, cause: Cause, *, result: Any) -> None:
         """Ends the run with ``result``."""
@@ -148,9 +207,9 @@ class WorkflowRun(SignoffAggregate):
         self._paused(**cause.fields())
 
     def resume(self, cause: Cause) -> None:
-        """Queues a paused run again."""
-        self._move("resume")
-        self._resumed(**cause.fields())
+        """Lets a paused run go on (waiting again if its wait is still pending)."""
+        status = self._move("resume_waiting" if self.current_wait else "resume")
+        self._resumed(status=status, **cause.fields())
 
     def terminate(self, cause: Cause) -> None:
         """Stops the run for good."""
@@ -158,17 +217,11 @@ class WorkflowRun(SignoffAggregate):
         self._terminated(**cause.fields())
 
     def restart(self, cause: Cause) -> None:
-        """Starts the run over with the same params; earlier history stays recorded."""
+        """Starts the run over with the same params; the earlier history stays recorded."""
         self._move("restart")
         self._restarted(generation=self.generation + 1, **cause.fields())
 
     # Events (assignment only) ----------------------------------------------
-
-    @event("Activated")
-    def _activated(
-        self, *, actor: str, reason: str | None, command_id: str, timestamp: datetime
-    ) -> None:
-        self.status = RUNNING
 
     @event("StepRecorded")
     def _step_recorded(
@@ -178,15 +231,35 @@ class WorkflowRun(SignoffAggregate):
         result: Any,
         error: dict[str, str] | None,
         attempt: int,
+        retry_at: datetime | None,
         actor: str,
         reason: str | None,
         command_id: str,
         timestamp: datetime,
     ) -> None:
-        self.steps = {
-            **self.steps,
-            name: {"done": error is None, "result": result, "error": error, "attempts": attempt},
+        self.status = RUNNING
+        record = {
+            "done": error is None,
+            "result": result,
+            "error": error,
+            "attempts": attempt,
+            "retry_at": retry_at,
         }
+        self.steps = {**self.steps, name: record}
+
+    @event("ProgressReported")
+    def _progress_reported(
+        self,
+        *,
+        kind: str,
+        value: Any,
+        actor: str,
+        reason: str | None,
+        command_id: str,
+        timestamp: datetime,
+    ) -> None:
+        self.status = RUNNING
+        self.reports = [*self.reports, {"kind": kind, "value": value, "at": timestamp}]
 
     @event("WaitStarted")
     def _wait_started(
@@ -194,44 +267,80 @@ class WorkflowRun(SignoffAggregate):
         *,
         name: str,
         kind: str,
-        key: str,
         deadline: datetime | None,
+        detail: dict[str, Any],
         actor: str,
         reason: str | None,
         command_id: str,
         timestamp: datetime,
     ) -> None:
         self.status = WAITING
-        self.waits = {**self.waits, name: {"kind": kind, "key": key, "deadline": deadline}}
+        self.current_wait = name
+        self.waits = {**self.waits, name: {"kind": kind, "deadline": deadline, **detail}}
+        self.decisions = self.decisions[detail.get("applied_decisions", 0) :]
 
     @event("WaitResolved")
     def _wait_resolved(
         self,
         *,
-        key: str,
+        name: str,
         outcome: str,
         value: Any,
+        wakes: bool,
         actor: str,
         reason: str | None,
         command_id: str,
         timestamp: datetime,
     ) -> None:
-        self.resolutions = {
-            **self.resolutions,
-            key: {"outcome": outcome, "value": value, "by": actor, "reason": reason},
+        resolution = {
+            "outcome": outcome,
+            "value": value,
+            "by": actor,
+            "reason": reason,
+            "at": timestamp,
         }
+        self.resolutions = {**self.resolutions, name: resolution}
+        if self.current_wait == name:
+            self.current_wait = None
+        if wakes:
+            self.status = QUEUED
+        if outcome == "event":
+            event_type = self.waits[name]["type"]
+            self.consumed = {**self.consumed, event_type: self.consumed.get(event_type, 0) + 1}
 
-    @event("ProgressReported")
-    def _progress_reported(
+    @event("EventReceived")
+    def _event_received(
         self,
         *,
-        progress: Any,
+        event_type: str,
+        payload: Any,
         actor: str,
         reason: str | None,
         command_id: str,
         timestamp: datetime,
     ) -> None:
-        self.progress = [*self.progress, progress]
+        self.inbox = {**self.inbox, event_type: [*self.inbox.get(event_type, []), payload]}
+
+    @event("DecisionReceived")
+    def _decision_received(
+        self,
+        *,
+        decision: str,
+        groups: list[str],
+        metadata: dict[str, Any],
+        actor: str,
+        reason: str | None,
+        command_id: str,
+        timestamp: datetime,
+    ) -> None:
+        kept = {
+            "decision": decision,
+            "by": actor,
+            "reason": reason,
+            "groups": groups,
+            "metadata": metadata,
+        }
+        self.decisions = [*self.decisions, kept]
 
     @event("Completed")
     def _completed(
@@ -270,15 +379,22 @@ class WorkflowRun(SignoffAggregate):
 
     @event("Resumed")
     def _resumed(
-        self, *, actor: str, reason: str | None, command_id: str, timestamp: datetime
+        self,
+        *,
+        status: str,
+        actor: str,
+        reason: str | None,
+        command_id: str,
+        timestamp: datetime,
     ) -> None:
-        self.status = QUEUED
+        self.status = status
 
     @event("Terminated")
     def _terminated(
         self, *, actor: str, reason: str | None, command_id: str, timestamp: datetime
     ) -> None:
         self.status = TERMINATED
+        self.current_wait = None
         self.completed_at = timestamp
 
     @event("Restarted")
@@ -293,10 +409,4 @@ class WorkflowRun(SignoffAggregate):
     ) -> None:
         self.status = QUEUED
         self.generation = generation
-        self.steps = {}
-        self.waits = {}
-        self.resolutions = {}
-        self.progress = []
-        self.result = None
-        self.error = None
-        self.completed_at = None
+        self._reset()

@@ -14,14 +14,22 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InfrastructureFactory,
+    IntegrityError,
+    JSONTranscoder,
+    Recording,
+)
+from eventsourcing.popo import POPOFactory
+from eventsourcing.utils import resolve_topic
 
+from signoff import approval_units
 from signoff.clock import Clock, SystemClock
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval
 from signoff.domain.approval import Approval
 from signoff.domain.base import Cause, SignoffAggregate
 from signoff.domain.errors import (
-    AlreadyExistsError,
     ApprovalNotFoundError,
     ConcurrencyError,
     NotFoundError,
@@ -31,11 +39,13 @@ from signoff.domain.errors import (
 from signoff.domain.policy import ApprovalPolicy
 from signoff.domain.schedule import Schedule
 from signoff.domain.workflow_run import WorkflowRun
+from signoff.indexing import index_for
 from signoff.pending_index import PendingIndex
+from signoff.session import AggregateT, Session
 from signoff.transcodings import PydanticAsDict
 from signoff.views import ApprovalInfo, HistoryEntry
 
-AggregateT = TypeVar("AggregateT", bound=SignoffAggregate)
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 20
 """How often a command is retried after losing an optimistic-concurrency race."""
@@ -77,6 +87,15 @@ class SignoffApplication(Application[str]):
         self.ids = ids
         self.pending_index = PendingIndex(self.recorder)
 
+    def construct_recorder(self) -> ApplicationRecorder:
+        """The store's recorder; the in-memory factory ignores a configured recorder
+        class, so it is resolved here."""
+        topic = self.env.get(InfrastructureFactory.APPLICATION_RECORDER_TOPIC)
+        if topic and isinstance(self.factory, POPOFactory):
+            recorder: ApplicationRecorder = resolve_topic(topic)()
+            return recorder
+        return super().construct_recorder()
+
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """Adds the value objects that events carry."""
         super().register_transcodings(transcoder)
@@ -116,121 +135,96 @@ class SignoffApplication(Application[str]):
             raise _NOT_FOUND[cls](aggregate_id)
         return aggregate
 
-    def create(self, *aggregates: SignoffAggregate) -> None:
-        """Saves new aggregates in one transaction; an id already taken is a typed error."""
-        try:
-            self.save(*aggregates)
-        except IntegrityError:
-            taken = [a.id for a in aggregates if a.id in self.repository]
-            raise AlreadyExistsError(taken[0] if taken else aggregates[0].id) from None
+    def execute(self, unit: Callable[[Session], T]) -> T:
+        """Runs a unit of work in its own transaction, retrying after a concurrent write.
 
-    def change(
-        self,
-        cls: type[AggregateT],
-        aggregate_id: str,
-        command: Callable[[AggregateT], None],
-    ) -> AggregateT:
-        """Loads, applies ``command`` and saves, retrying on a concurrent write.
-
-        ``command`` may raise a typed error: nothing is saved then. After a
-        lost race the aggregate is reloaded and the command judged again,
-        so a decision that came second sees the first one.
+        The unit may raise a typed error: nothing is saved then. After a lost
+        race it runs again on freshly loaded aggregates, so a decision that
+        came second sees the first one.
         """
-        for _ in range(MAX_ATTEMPTS):
-            aggregate = self.load(cls, aggregate_id)
-            command(aggregate)
+        for attempt in range(MAX_ATTEMPTS):
+            session = Session(self, None, verify_new=attempt > 0)
+            value = unit(session)
+            changed = session.changed()
+            if not changed:
+                return value
             try:
-                self.save(aggregate)
+                self.save(*changed, **index_for(changed))
             except IntegrityError:
                 continue
+            return value
+        raise ConcurrencyError(changed[0].id, MAX_ATTEMPTS)
+
+    def create(self, *aggregates: SignoffAggregate) -> None:
+        """Saves new aggregates in one transaction; an id already taken is a typed error."""
+
+        def add(session: Session) -> None:
+            for aggregate in aggregates:
+                session.add(aggregate, check_store=True)
+
+        self.execute(add)
+
+    def change(
+        self, cls: type[AggregateT], aggregate_id: str, command: Callable[[AggregateT], None]
+    ) -> AggregateT:
+        """Loads, applies ``command`` and saves (retrying after a concurrent write)."""
+
+        def apply(session: Session) -> AggregateT:
+            aggregate = session.get(cls, aggregate_id)
+            command(aggregate)
             return aggregate
-        raise ConcurrencyError(aggregate_id, MAX_ATTEMPTS)
+
+        return self.execute(apply)
 
     # Approvals ---------------------------------------------------------------
 
-    def request_approval(
-        self, cmd: RequestApproval, *, workflow_id: str | None = None, command_id: str | None = None
-    ) -> str:
+    def request_approval(self, cmd: RequestApproval, *, command_id: str | None = None) -> str:
         """Opens an approval and returns its id."""
-        cause = self.cause(cmd.requested_by, command_id=command_id)
-        policy = ApprovalPolicy(
-            required_approvals=cmd.required_approvals,
-            approvers=tuple(cmd.approvers),
-            groups=tuple(cmd.groups),
-            rejection_threshold=cmd.rejection_threshold,
+        approval_id, command_id = self.ids(), command_id or self.ids()
+        return self.execute(
+            lambda s: approval_units.request(s, cmd, approval_id=approval_id, command_id=command_id)
         )
-        approval = Approval.request(
-            approval_id=self.ids(),
-            title=cmd.title,
-            description=cmd.description,
-            context=dict(cmd.context),
-            policy=policy,
-            deadline=cause.timestamp + cmd.timeout if cmd.timeout else None,
-            workflow_id=workflow_id,
-            cause=cause,
-        )
-        self.create(approval)
-        return approval.id
 
     def approve(
         self, approval_id: str, cmd: Decide, *, command_id: str | None = None
     ) -> ApprovalInfo:
         """Casts an approve vote; returns the approval as it now stands."""
         command_id = command_id or self.ids()
-
-        def vote(approval: Approval) -> None:
-            cause = self.cause(cmd.by, reason=cmd.reason, command_id=command_id)
-            approval.approve(cause, groups=cmd.groups, metadata=cmd.metadata)
-
-        return ApprovalInfo.of(self.change(Approval, approval_id, vote))
+        return self.execute(
+            lambda s: approval_units.decide(s, approval_id, "approve", cmd, command_id=command_id)
+        )
 
     def reject(
         self, approval_id: str, cmd: Decide, *, command_id: str | None = None
     ) -> ApprovalInfo:
         """Casts a reject vote; returns the approval as it now stands."""
         command_id = command_id or self.ids()
-
-        def vote(approval: Approval) -> None:
-            cause = self.cause(cmd.by, reason=cmd.reason, command_id=command_id)
-            approval.reject(cause, groups=cmd.groups)
-
-        return ApprovalInfo.of(self.change(Approval, approval_id, vote))
+        return self.execute(
+            lambda s: approval_units.decide(s, approval_id, "reject", cmd, command_id=command_id)
+        )
 
     def cancel(
         self, approval_id: str, cmd: Cancel, *, command_id: str | None = None
     ) -> ApprovalInfo:
         """Withdraws a pending approval."""
         command_id = command_id or self.ids()
-
-        def withdraw(approval: Approval) -> None:
-            approval.cancel(self.cause(cmd.by, reason=cmd.reason, command_id=command_id))
-
-        return ApprovalInfo.of(self.change(Approval, approval_id, withdraw))
+        return self.execute(
+            lambda s: approval_units.cancel(s, approval_id, cmd, command_id=command_id)
+        )
 
     def reassign(
         self, approval_id: str, cmd: Reassign, *, command_id: str | None = None
     ) -> ApprovalInfo:
         """Hands a pending approval to other approvers or groups."""
         command_id = command_id or self.ids()
-
-        def hand_over(approval: Approval) -> None:
-            approval.reassign(
-                self.cause(cmd.by, reason=cmd.reason, command_id=command_id),
-                approvers=cmd.approvers,
-                groups=cmd.groups,
-                actor_groups=cmd.by_groups,
-            )
-
-        return ApprovalInfo.of(self.change(Approval, approval_id, hand_over))
+        return self.execute(
+            lambda s: approval_units.reassign(s, approval_id, cmd, command_id=command_id)
+        )
 
     def expire_approval(self, approval_id: str, *, command_id: str | None = None) -> ApprovalInfo:
         """Closes an approval whose deadline has passed (signoff acts as ``system``)."""
         command_id = command_id or self.ids()
-
-        def close(approval: Approval) -> None:
-            approval.expire(self.cause("system", reason="deadline passed", command_id=command_id))
-
-        return ApprovalInfo.of(self.change(Approval, approval_id, close))
+        return self.execute(lambda s: approval_units.expire(s, approval_id, command_id=command_id))
 
     def get_approval(self, approval_id: str) -> ApprovalInfo:
         """The approval's status, policy and votes."""

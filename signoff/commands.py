@@ -102,6 +102,33 @@ class Reassign(Command):
     reason: Annotated[str, Field(max_length=5000)] | None = None
 
 
+RunId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+
+
+class StartWorkflow(Command):
+    """Starts a run of a registered workflow."""
+
+    name: Name
+    params: JsonObject = Field(default_factory=dict)
+    id: RunId | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class SendEvent(Command):
+    """Delivers an event to a run's ``wait_for_event``."""
+
+    type: Name
+    payload: JsonValue = None
+    by: Name
+
+
+class Control(Command):
+    """Pauses, resumes, terminates or restarts a run."""
+
+    by: Name
+    reason: Annotated[str, Field(max_length=5000)] | None = None
+
+
 CommandT = TypeVar("CommandT", bound=BaseModel)
 
 

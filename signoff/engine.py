@@ -1,39 +1,54 @@
 """The Engine: signoff's public async facade and composition root.
 
 It picks the event store from a URL, builds the application service, and
-runs every store call off the event loop: writes on one dedicated writer
-thread (commands are serialised in-process; concurrent processes are kept
-honest by optimistic concurrency), reads on a small thread pool.
+runs every store call off the event loop: writes through the group-commit
+writer thread (concurrent commands share transactions; concurrent processes
+are kept honest by optimistic concurrency), reads on a small thread pool.
+The workflow runtime runs while the engine is started (``async with``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from signoff import approval_units
 from signoff.adapters.persistence import StoreConfig, parse_store_url, prepare_store
 from signoff.application import SignoffApplication, new_id
 from signoff.clock import Clock, SystemClock
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval, validate
+from signoff.domain.errors import InvalidInputError
+from signoff.indexing import index_for
+from signoff.runtime import Runtime
+from signoff.session import Session
 from signoff.views import ApprovalInfo, HistoryEntry
+from signoff.workflow import Workflow
+from signoff.workflow_api import WorkflowCommands
+from signoff.writer import GroupCommitWriter
 
 T = TypeVar("T")
+W = TypeVar("W", bound=type)
 
 DEFAULT_STORE = "sqlite:///signoff.db"
 
 
-class Engine:
-    """Durable approvals (and, as the runtime grows, workflows) over one event store.
+class Engine(WorkflowCommands):
+    """Durable workflows and approvals over one event store.
 
     Args:
         store: ``memory://``, ``sqlite:///path`` (the embedded default) or
             ``postgresql://user@host:port/db[?schema=name]``.
         clock: where time comes from (``signoff.testing.ManualClock`` in tests).
         ids: where new ids come from.
+        poll_interval: seconds between looks for due timers and for runs made
+            ready by other processes.
+        max_batch: most commands the writer commits in one transaction.
+        cache_size: most aggregates the writer keeps in memory.
     """
 
     def __init__(
@@ -43,14 +58,39 @@ class Engine:
         clock: Clock | None = None,
         ids: Callable[[], str] = new_id,
         read_threads: int = 4,
+        poll_interval: float = 0.1,
+        max_batch: int = 512,
+        cache_size: int = 10_000,
     ) -> None:
         self.store: StoreConfig = parse_store_url(store)
         self.clock: Clock = clock or SystemClock()
         self._ids = ids
         self._read_threads = read_threads
+        self._poll_interval = poll_interval
+        self._max_batch = max_batch
+        self._cache_size = cache_size
+        self.workflows: dict[str, type[Workflow]] = {}
         self._app: SignoffApplication | None = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: GroupCommitWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._runtime: Runtime | None = None
+        self._opening = threading.Lock()
+
+    def register(self, workflow: type[W]) -> type[W]:
+        """Registers a Workflow subclass under its ``name``; this engine executes its runs.
+
+        Usable as a class decorator. Returns the class.
+        """
+        name = getattr(workflow, "name", None)
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"{workflow.__qualname__} needs a class attribute `name`")
+        if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
+            raise InvalidInputError(f"{workflow!r} is not a Workflow subclass")
+        known = self.workflows.get(name)
+        if known is not None and known is not workflow:
+            raise InvalidInputError(f"another workflow is registered as {name!r}")
+        self.workflows[name] = workflow
+        return workflow
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -62,43 +102,87 @@ class Engine:
         await self.close()
 
     async def start(self) -> None:
-        """Opens the store (creating its tables) off the event loop."""
-        await self._write(lambda app: None)
+        """Opens the store and starts the runtime: resumes owned runs, fires timers."""
+        await asyncio.get_running_loop().run_in_executor(None, self._open)
+        if self._runtime is None:
+            assert self._app is not None
+            assert self._writer is not None
+            self._runtime = Runtime(
+                self._app,
+                self._writer,
+                self.workflows,
+                clock=self.clock,
+                poll_interval=self._poll_interval,
+            )
+            await self._runtime.start()
 
     async def close(self) -> None:
-        """Finishes queued commands and closes the store."""
-        writer, readers, app = self._writer, self._readers, self._app
-        self._writer = self._readers = None
-        self._app = None
-        for pool in (writer, readers):
-            if pool is not None:
-                await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
+        """Stops the runtime, commits queued commands and closes the store."""
+        runtime, writer, readers, app = self._runtime, self._writer, self._readers, self._app
+        self._runtime, self._writer, self._readers, self._app = None, None, None, None
+        if runtime is not None:
+            await runtime.stop()
+        loop = asyncio.get_running_loop()
+        if writer is not None:
+            await loop.run_in_executor(None, writer.stop)
+        if readers is not None:
+            await loop.run_in_executor(None, readers.shutdown)
         if app is not None:
             app.close()
 
+    async def settle(self) -> None:
+        """Waits until every ready run has run to its next wait and no timer is due.
+
+        Tests call it after starting runs or moving a ManualClock.
+        """
+        if self._runtime is None:
+            raise RuntimeError("the engine is not started (use `async with engine:`)")
+        await self._runtime.settle()
+
+    def _open(self) -> None:
+        with self._opening:
+            if self._app is None:
+                prepare_store(self.store)
+                self._app = SignoffApplication(self.store.env, clock=self.clock, ids=self._ids)
+            if self._writer is None:
+                self._writer = GroupCommitWriter(
+                    self._app,
+                    index_for=index_for,
+                    max_batch=self._max_batch,
+                    cache_size=self._cache_size,
+                )
+
     @property
     def application(self) -> SignoffApplication:
-        """The synchronous application service (built on first use)."""
+        """The synchronous application service (opened on first use)."""
         if self._app is None:
-            prepare_store(self.store)
-            self._app = SignoffApplication(self.store.env, clock=self.clock, ids=self._ids)
+            self._open()
+        assert self._app is not None
         return self._app
 
-    async def _write(self, use_case: Callable[[SignoffApplication], T]) -> T:
+    async def _write(self, unit: Callable[[Session], T]) -> T:
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="signoff-writer")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, lambda: use_case(self.application))
+            await asyncio.get_running_loop().run_in_executor(None, self._open)
+        assert self._writer is not None
+        return await self._writer.submit(unit)
 
     async def _read(self, use_case: Callable[[SignoffApplication], T]) -> T:
         if self._app is None:
-            return await self._write(use_case)
+            await asyncio.get_running_loop().run_in_executor(None, self._open)
         if self._readers is None:
             self._readers = ThreadPoolExecutor(
-                self._read_threads, thread_name_prefix="signoff-reader"
+                self._read_threads, thread_name_prefix="signoff-read"
             )
+        app = self.application
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, functools.partial(use_case, self._app))
+        return await loop.run_in_executor(self._readers, functools.partial(use_case, app))
+
+    def _wake(self, run_id: str) -> None:
+        if self._runtime is not None:
+            self._runtime.activate(run_id)
+
+    def _command_id(self, given: str | None) -> str:
+        return given or self._ids()
 
     # Approvals ---------------------------------------------------------------
 
@@ -147,7 +231,10 @@ class Engine:
                 "timeout": timeout,
             },
         )
-        return await self._write(lambda app: app.request_approval(cmd, command_id=command_id))
+        approval_id, cid = self._ids(), self._command_id(command_id)
+        return await self._write(
+            lambda s: approval_units.request(s, cmd, approval_id=approval_id, command_id=cid)
+        )
 
     async def approve(
         self,
@@ -173,7 +260,7 @@ class Engine:
                 "groups": _listed(groups),
             },
         )
-        return await self._write(lambda app: app.approve(approval_id, cmd, command_id=command_id))
+        return await self._decide(approval_id, "approve", cmd, command_id)
 
     async def reject(
         self,
@@ -186,7 +273,7 @@ class Engine:
     ) -> ApprovalInfo:
         """Records ``by``'s rejection; by default the first rejection vetoes."""
         cmd = validate(Decide, {"by": by, "reason": reason, "groups": _listed(groups)})
-        return await self._write(lambda app: app.reject(approval_id, cmd, command_id=command_id))
+        return await self._decide(approval_id, "reject", cmd, command_id)
 
     async def cancel(
         self,
@@ -198,7 +285,13 @@ class Engine:
     ) -> ApprovalInfo:
         """Withdraws a pending approval (its requester only)."""
         cmd = validate(Cancel, {"by": by, "reason": reason})
-        return await self._write(lambda app: app.cancel(approval_id, cmd, command_id=command_id))
+        cid = self._command_id(command_id)
+        info = await self._write(
+            lambda s: approval_units.cancel(s, approval_id, cmd, command_id=cid)
+        )
+        if info.workflow_id:
+            self._wake(info.workflow_id)
+        return info
 
     async def reassign(
         self,
@@ -222,7 +315,21 @@ class Engine:
                 "reason": reason,
             },
         )
-        return await self._write(lambda app: app.reassign(approval_id, cmd, command_id=command_id))
+        cid = self._command_id(command_id)
+        return await self._write(
+            lambda s: approval_units.reassign(s, approval_id, cmd, command_id=cid)
+        )
+
+    async def _decide(
+        self, approval_id: str, decision: str, cmd: Decide, command_id: str | None
+    ) -> ApprovalInfo:
+        cid = self._command_id(command_id)
+        info = await self._write(
+            lambda s: approval_units.decide(s, approval_id, decision, cmd, command_id=cid)
+        )
+        if info.workflow_id and info.status != "pending":
+            self._wake(info.workflow_id)
+        return info
 
     async def get_approval(self, approval_id: str) -> ApprovalInfo:
         """The approval's status, policy and votes."""

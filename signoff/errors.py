@@ -9,6 +9,7 @@ from signoff.domain.errors import (
     ConcurrencyError,
     ConflictError,
     DeadlinePassedError,
+    DuplicateStepError,
     ForbiddenError,
     IllegalTransitionError,
     InvalidInputError,
@@ -19,6 +20,7 @@ from signoff.domain.errors import (
     ScheduleNotFoundError,
     SelfApprovalError,
     SignoffError,
+    UnknownWorkflowError,
     WorkflowNotFoundError,
 )
 
@@ -30,6 +32,7 @@ __all__ = [
     "ConcurrencyError",
     "ConflictError",
     "DeadlinePassedError",
+    "DuplicateStepError",
     "ForbiddenError",
     "IllegalTransitionError",
     "InvalidInputError",
@@ -40,5 +43,6 @@ __all__ = [
     "ScheduleNotFoundError",
     "SelfApprovalError",
     "SignoffError",
+    "UnknownWorkflowError",
     "WorkflowNotFoundError",
 ]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from signoff.domain.approval import Approval
 from signoff.domain.base import CAUSE_FIELDS, SignoffEvent
+from signoff.domain.workflow_run import WorkflowRun
 
 _EVENT_BASE_FIELDS = {"originator_id", "originator_version", "originator_topic", *CAUSE_FIELDS}
 
@@ -123,3 +124,85 @@ def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     return value
+
+
+class WaitInfo(View):
+    """What a run waits for."""
+
+    name: str
+    kind: str
+    deadline: datetime | None
+    approval_id: str | None = None
+    event_type: str | None = None
+
+
+class WorkflowInfo(View):
+    """A workflow run as its owner sees it."""
+
+    id: str
+    name: str
+    status: str
+    params: dict[str, Any]
+    metadata: dict[str, Any]
+    result: Any
+    error: dict[str, str] | None
+    progress: list[dict[str, Any]]
+    waiting_for: WaitInfo | None
+    generation: int
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    version: int
+    next_commands: list[str]
+
+    @classmethod
+    def of(cls, run: WorkflowRun) -> WorkflowInfo:
+        """Reads the view off a WorkflowRun aggregate."""
+        pending = run.pending_wait()
+        waiting = None
+        if pending is not None:
+            name, wait = pending
+            waiting = WaitInfo(
+                name=name,
+                kind=wait["kind"],
+                deadline=wait["deadline"],
+                approval_id=wait.get("approval_id"),
+                event_type=wait.get("type"),
+            )
+        return cls(
+            id=run.id,
+            name=run.name,
+            status=run.status,
+            params=run.params,
+            metadata=run.metadata,
+            result=run.result,
+            error=run.error,
+            progress=run.reports,
+            waiting_for=waiting,
+            generation=run.generation,
+            created_at=run.created_on,
+            updated_at=run.modified_on,
+            completed_at=run.completed_at,
+            version=run.version,
+            next_commands=list(run.lifecycle.triggers(run.status)),
+        )
+
+
+class WorkflowSummary(View):
+    """A run in a listing (read from the index, not replayed)."""
+
+    id: str
+    name: str
+    status: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+class WorkflowPage(View):
+    """One page of ``get_workflows``: keyset pagination, newest first."""
+
+    items: list[WorkflowSummary]
+    total: int
+    next_cursor: str | None

@@ -262,14 +262,13 @@ class ApprovalMachine(RuleBasedStateMachine):
         elif person != live.requested_by and not live.policy.allows(person, person_groups):
             expected = NotAnApproverError
         elif (
-            (restricted_to_people
-            and len(eligible) < live.policy.required_approvals)
-            or (not new_approvers
-            and not live.policy.groups
-            and not live.policy.is_open)
-            or (restricted_to_people
-            and len(live.approvers_so_far) + len([p for p in eligible if p not in voted])
-            < live.policy.required_approvals)
+            (restricted_to_people and len(eligible) < live.policy.required_approvals)
+            or (not new_approvers and not live.policy.groups and not live.policy.is_open)
+            or (
+                restricted_to_people
+                and len(live.approvers_so_far) + len([p for p in eligible if p not in voted])
+                < live.policy.required_approvals
+            )
         ):
             expected = InvalidInputError
         cause = self._cause(person, "on holiday")

@@ -56,12 +56,13 @@ def test_a_pending_approval_offers_its_commands():
 
 
 def test_run_moves_follow_the_lifecycle():
-    assert RUN_LIFECYCLE.next_status("r", "queued", "activate") == "running"
+    assert RUN_LIFECYCLE.next_status("r", "queued", "record") == "running"
     assert RUN_LIFECYCLE.next_status("r", "waiting", "resolve") == "waiting"
+    assert RUN_LIFECYCLE.next_status("r", "waiting", "wake") == "queued"
     assert RUN_LIFECYCLE.next_status("r", "complete", "restart") == "queued"
     with pytest.raises(IllegalTransitionError) as caught:
-        RUN_LIFECYCLE.next_status("r", "complete", "activate")
-    assert (caught.value.status, caught.value.command) == ("complete", "activate")
+        RUN_LIFECYCLE.next_status("r", "complete", "record")
+    assert (caught.value.status, caught.value.command) == ("complete", "record")
 
 
 def test_schedule_terminal_statuses_are_final():

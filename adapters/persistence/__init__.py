@@ -8,6 +8,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from signoff.domain.errors import InvalidInputError
 
+_RECORDERS = {
+    "memory": "signoff.adapters.persistence.memory:MemorySignoffRecorder",
+    "sqlite": "signoff.adapters.persistence.sqlite:SQLiteSignoffRecorder",
+    "postgres": "signoff.adapters.persistence.postgres:PostgresSignoffRecorder",
+}
+"""eventsourcing recorders extended with signoff's run and timer index."""
+
 
 @dataclass(frozen=True)
 class StoreConfig:
@@ -34,7 +41,15 @@ def parse_store_url(url: str) -> StoreConfig:
     parts = urlsplit(url)
     common = {"ORIGINATOR_ID_TYPE": "text"}
     if parts.scheme == "memory":
-        return StoreConfig(url, "memory", {**common, "PERSISTENCE_MODULE": "eventsourcing.popo"})
+        return StoreConfig(
+            url,
+            "memory",
+            {
+                **common,
+                "PERSISTENCE_MODULE": "eventsourcing.popo",
+                "APPLICATION_RECORDER_TOPIC": _RECORDERS["memory"],
+            },
+        )
     if parts.scheme == "sqlite":
         path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
         if not path:
@@ -48,6 +63,7 @@ def parse_store_url(url: str) -> StoreConfig:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": path,
                 "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": _RECORDERS["sqlite"],
             },
         )
     if parts.scheme in ("postgresql", "postgres"):
@@ -62,6 +78,7 @@ def parse_store_url(url: str) -> StoreConfig:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_CONNECT_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": _RECORDERS["postgres"],
         }
         if schema:
             env["POSTGRES_SCHEMA"] = schema

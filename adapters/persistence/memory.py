@@ -1,0 +1,89 @@
+"""The in-memory event store (tests, demos), with the run and timer index in dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
+
+from signoff.index import IndexUpdate, RunFilter, RunRow, TimerRow
+
+
+class MemorySignoffRecorder(POPOApplicationRecorder):
+    """eventsourcing's in-memory recorder that also keeps signoff's index."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._runs: dict[str, RunRow] = {}
+        self._timers: dict[str, list[TimerRow]] = {}
+
+    def _insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        index: IndexUpdate | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        with self._database_lock:
+            notification_ids = super()._insert_events(stored_events, **kwargs)
+            if index:
+                for run in index.runs:
+                    known = self._runs.get(run.id)
+                    if known is not None:
+                        run = RunRow(
+                            run.id,
+                            known.name,
+                            run.status,
+                            known.created_at,
+                            run.updated_at,
+                            run.completed_at,
+                            known.metadata,
+                        )
+                    self._runs[run.id] = run
+                for target_id, timers in index.timers.items():
+                    if timers:
+                        self._timers[target_id] = list(timers)
+                    else:
+                        self._timers.pop(target_id, None)
+            return notification_ids
+
+    def due_timers(self, now: float, limit: int) -> list[TimerRow]:
+        with self._database_lock:
+            due = [t for ts in self._timers.values() for t in ts if t.due_at <= now]
+        return sorted(due, key=lambda t: t.due_at)[:limit]
+
+    def next_due(self) -> float | None:
+        with self._database_lock:
+            dues = [t.due_at for ts in self._timers.values() for t in ts]
+        return min(dues) if dues else None
+
+    def runs_in_status(
+        self, names: Sequence[str], statuses: Sequence[str], limit: int
+    ) -> list[str]:
+        with self._database_lock:
+            rows = [r for r in self._runs.values() if r.status in statuses and r.name in names]
+        return [r.id for r in sorted(rows, key=lambda r: (r.created_at, r.id))][:limit]
+
+    def _matching(self, where: RunFilter) -> list[RunRow]:
+        with self._database_lock:
+            rows = list(self._runs.values())
+        return [
+            r
+            for r in rows
+            if (where.status is None or r.status == where.status)
+            and (where.name is None or r.name == where.name)
+            and all(r.metadata.get(k) == v for k, v in (where.metadata or {}).items())
+        ]
+
+    def page_runs(
+        self, where: RunFilter, *, limit: int, after: tuple[float, str] | None
+    ) -> list[RunRow]:
+        rows = sorted(self._matching(where), key=lambda r: (r.created_at, r.id), reverse=True)
+        if after is not None:
+            rows = [r for r in rows if (r.created_at, r.id) < after]
+        return rows[:limit]
+
+    def count_runs(self, where: RunFilter) -> int:
+        return len(self._matching(where))

@@ -1,0 +1,182 @@
+"""The run and timer index in SQL, shared by the SQLite and PostgreSQL recorders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from signoff.index import IndexUpdate, RunFilter, RunRow, TimerRow
+
+Cursor = Any
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL databases signoff runs on."""
+
+    param: str  # "?" or "%s"
+    runs: str  # qualified table names
+    timers: str
+    json_type: str  # column type of metadata
+    metadata_match: Callable[[str, Any], tuple[str, list[Any]]]  # (key, value) -> (sql, params)
+
+    def create_statements(self) -> list[str]:
+        """DDL of the index tables (idempotent)."""
+        runs_index = self.runs.replace(".", "_").replace('"', "")
+        timers_index = self.timers.replace(".", "_").replace('"', "")
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.runs} ("
+            "id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, "
+            "created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
+            f"completed_at DOUBLE PRECISION, metadata {self.json_type} NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {runs_index}_status "
+            f"ON {self.runs} (status, name, created_at)",
+            f"CREATE INDEX IF NOT EXISTS {runs_index}_created ON {self.runs} (created_at, id)",
+            f"CREATE TABLE IF NOT EXISTS {self.timers} ("
+            "target_id TEXT NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL, "
+            "due_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (target_id, key))",
+            f"CREATE INDEX IF NOT EXISTS {timers_index}_due ON {self.timers} (due_at)",
+        ]
+
+
+def sqlite_metadata_match(key: str, value: Any) -> tuple[str, list[Any]]:
+    """SQLite: compare one metadata key through json_extract."""
+    path = "$." + json.dumps(key)
+    if isinstance(value, bool):
+        return "json_extract(metadata, ?) = ?", [path, int(value)]
+    return "json_extract(metadata, ?) = ?", [path, value]
+
+
+def postgres_metadata_match(key: str, value: Any) -> tuple[str, list[Any]]:
+    """PostgreSQL: jsonb containment of ``{key: value}``."""
+    return "metadata @> %s::jsonb", [json.dumps({key: value})]
+
+
+class SqlIndex:
+    """Writes and queries the index tables with one dialect."""
+
+    def __init__(
+        self, dialect: Dialect, read: Callable[[], AbstractContextManager[Cursor]]
+    ) -> None:
+        self.d = dialect
+        self._read = read
+        p = dialect.param
+        self._upsert_run = (
+            f"INSERT INTO {dialect.runs} "
+            "(id, name, status, created_at, updated_at, completed_at, metadata) "
+            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO UPDATE SET "
+            "status = excluded.status, updated_at = excluded.updated_at, "
+            "completed_at = excluded.completed_at"
+        )
+        self._clear_timers = f"DELETE FROM {dialect.timers} WHERE target_id = {p}"
+        self._insert_timer = (
+            f"INSERT INTO {dialect.timers} (target_id, key, kind, due_at) "
+            f"VALUES ({p}, {p}, {p}, {p})"
+        )
+
+    # Writing (inside the events' transaction) --------------------------------
+
+    def write(self, cursor: Cursor, update: IndexUpdate) -> None:
+        """Applies ``update`` with the transaction's cursor, in key order (no deadlocks)."""
+        for run in sorted(update.runs, key=lambda r: r.id):
+            cursor.execute(
+                self._upsert_run,
+                (
+                    run.id,
+                    run.name,
+                    run.status,
+                    run.created_at,
+                    run.updated_at,
+                    run.completed_at,
+                    json.dumps(run.metadata),
+                ),
+            )
+        for target_id in sorted(update.timers):
+            cursor.execute(self._clear_timers, (target_id,))
+            for t in update.timers[target_id]:
+                cursor.execute(self._insert_timer, (t.target_id, t.key, t.kind, t.due_at))
+
+    # Queries -----------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._read() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+
+    def due_timers(self, now: float, limit: int) -> list[TimerRow]:
+        p = self.d.param
+        rows = self._rows(
+            f"SELECT target_id, key, kind, due_at FROM {self.d.timers} "
+            f"WHERE due_at <= {p} ORDER BY due_at LIMIT {p}",
+            (now, limit),
+        )
+        return [TimerRow(r["target_id"], r["key"], r["kind"], r["due_at"]) for r in rows]
+
+    def next_due(self) -> float | None:
+        rows = self._rows(f"SELECT MIN(due_at) AS due FROM {self.d.timers}", ())
+        return rows[0]["due"] if rows and rows[0]["due"] is not None else None
+
+    def runs_in_status(
+        self, names: Sequence[str], statuses: Sequence[str], limit: int
+    ) -> list[str]:
+        if not names or not statuses:
+            return []
+        p = self.d.param
+        rows = self._rows(
+            f"SELECT id FROM {self.d.runs} WHERE status IN ({', '.join(p for _ in statuses)}) "
+            f"AND name IN ({', '.join(p for _ in names)}) ORDER BY created_at, id LIMIT {p}",
+            (*statuses, *names, limit),
+        )
+        return [r["id"] for r in rows]
+
+    def _where(self, where: RunFilter) -> tuple[list[str], list[Any]]:
+        p = self.d.param
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.status is not None:
+            clauses.append(f"status = {p}")
+            params.append(where.status)
+        if where.name is not None:
+            clauses.append(f"name = {p}")
+            params.append(where.name)
+        for key, value in (where.metadata or {}).items():
+            clause, values = self.d.metadata_match(key, value)
+            clauses.append(clause)
+            params.extend(values)
+        return clauses, params
+
+    def page_runs(
+        self, where: RunFilter, *, limit: int, after: tuple[float, str] | None
+    ) -> list[RunRow]:
+        p = self.d.param
+        clauses, params = self._where(where)
+        if after is not None:
+            clauses.append(f"(created_at < {p} OR (created_at = {p} AND id < {p}))")
+            params.extend([after[0], after[0], after[1]])
+        sql = f"SELECT * FROM {self.d.runs}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY created_at DESC, id DESC LIMIT {p}"
+        rows = self._rows(sql, (*params, limit))
+        return [
+            RunRow(
+                r["id"],
+                r["name"],
+                r["status"],
+                r["created_at"],
+                r["updated_at"],
+                r["completed_at"],
+                r["metadata"] if isinstance(r["metadata"], dict) else json.loads(r["metadata"]),
+            )
+            for r in rows
+        ]
+
+    def count_runs(self, where: RunFilter) -> int:
+        clauses, params = self._where(where)
+        sql = f"SELECT COUNT(*) AS n FROM {self.d.runs}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return int(self._rows(sql, params)[0]["n"])

@@ -1,0 +1,91 @@
+"""The run and timer index: rows derived from aggregates, written in the same transaction.
+
+Finding due timers and runs to resume must not mean holding every waiting
+run in memory or replaying every aggregate: the writer derives index rows
+from the aggregates each batch changed and the persistence adapter writes
+them in the very transaction that stores the events, so the index is never
+behind the event log (and can be rebuilt from it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A workflow run as the index knows it."""
+
+    id: str
+    name: str
+    status: str
+    created_at: float
+    updated_at: float
+    completed_at: float | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TimerRow:
+    """Something due at a time: a wait's deadline, a step's retry."""
+
+    target_id: str
+    key: str
+    kind: str
+    due_at: float
+
+
+@dataclass
+class IndexUpdate:
+    """Rows to upsert, and the complete timer set of each target to replace."""
+
+    runs: list[RunRow] = field(default_factory=list)
+    timers: dict[str, list[TimerRow]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.runs or self.timers)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a listing wants (all given conditions must hold)."""
+
+    status: str | None = None
+    name: str | None = None
+    metadata: dict[str, str | int | float | bool] | None = None
+
+
+class RunIndex(Protocol):
+    """Queries over the index; implemented by each persistence adapter."""
+
+    def due_timers(self, now: float, limit: int) -> list[TimerRow]:
+        """Timers due at or before ``now``, earliest first."""
+        ...
+
+    def next_due(self) -> float | None:
+        """When the earliest timer is due, if any."""
+        ...
+
+    def runs_in_status(
+        self, names: Sequence[str], statuses: Sequence[str], limit: int
+    ) -> list[str]:
+        """Ids of runs of the named workflows in one of ``statuses``, oldest first."""
+        ...
+
+    def page_runs(
+        self, where: RunFilter, *, limit: int, after: tuple[float, str] | None
+    ) -> list[RunRow]:
+        """Runs matching ``where``, newest first, after the keyset position ``after``."""
+        ...
+
+    def count_runs(self, where: RunFilter) -> int:
+        """How many runs match ``where``."""
+        ...
+
+
+def epoch(when: datetime) -> float:
+    """A datetime as seconds since the epoch (the index's sortable time)."""
+    return when.timestamp()

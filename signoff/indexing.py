@@ -1,0 +1,49 @@
+"""Index rows derived from aggregates, for the writer to save with their events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from signoff.domain.base import SignoffAggregate
+from signoff.domain.workflow_run import ACTIVE, WorkflowRun
+from signoff.index import IndexUpdate, RunRow, TimerRow, epoch
+
+
+def run_row(run: WorkflowRun) -> RunRow:
+    """The index row of a run."""
+    completed = run.completed_at
+    return RunRow(
+        id=run.id,
+        name=run.name,
+        status=run.status,
+        created_at=epoch(run.created_on),
+        updated_at=epoch(run.modified_on),
+        completed_at=epoch(completed) if completed else None,
+        metadata=run.metadata,
+    )
+
+
+def run_timers(run: WorkflowRun) -> list[TimerRow]:
+    """What the run waits for in time: its pending wait's deadline, its step retries."""
+    if run.status not in ACTIVE:
+        return []
+    timers = []
+    pending = run.pending_wait()
+    if pending is not None and pending[1]["deadline"] is not None:
+        name, wait = pending
+        timers.append(TimerRow(run.id, f"wait:{name}", "wait", epoch(wait["deadline"])))
+    for name, step in run.steps.items():
+        if not step["done"] and step["retry_at"] is not None:
+            timers.append(TimerRow(run.id, f"retry:{name}", "retry", epoch(step["retry_at"])))
+    return timers
+
+
+def index_for(aggregates: Sequence[SignoffAggregate]) -> dict[str, Any]:
+    """Keyword arguments for ``save``: the index rows of the changed aggregates."""
+    update = IndexUpdate()
+    for aggregate in aggregates:
+        if isinstance(aggregate, WorkflowRun):
+            update.runs.append(run_row(aggregate))
+            update.timers[aggregate.id] = run_timers(aggregate)
+    return {"index": update} if update else {}

@@ -1,0 +1,279 @@
+"""Workflow-run use cases as units of work (functions of a Session, run by the writer).
+
+They cover what the runtime records for an activation (``RunWrite``, waits)
+and what callers do to runs: start, decide, deliver events, time out, pause,
+resume, terminate and restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from signoff import approval_units
+from signoff.commands import Decide
+from signoff.domain.approval import Approval
+from signoff.domain.base import SYSTEM_ACTOR, Cause
+from signoff.domain.errors import IllegalTransitionError, InvalidInputError, SignoffError
+from signoff.domain.policy import ApprovalPolicy
+from signoff.domain.workflow_run import QUEUED, RUNNING, WorkflowRun
+from signoff.session import Session
+from signoff.views import ApprovalInfo
+
+if TYPE_CHECKING:
+    from signoff.step import ApprovalRequest
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """What an activation replays against (the aggregate's dicts are never mutated)."""
+
+    id: str
+    name: str
+    status: str
+    generation: int
+    params: dict[str, Any]
+    metadata: dict[str, Any]
+    steps: dict[str, dict[str, Any]]
+    waits: dict[str, dict[str, Any]]
+    resolutions: dict[str, dict[str, Any]]
+    reports: int
+    started_at: datetime
+
+    @classmethod
+    def of(cls, run: WorkflowRun) -> RunSnapshot:
+        """Reads a snapshot off the aggregate (in the writer thread)."""
+        return cls(
+            run.id,
+            run.name,
+            run.status,
+            run.generation,
+            run.params,
+            run.metadata,
+            run.steps,
+            run.waits,
+            run.resolutions,
+            len(run.reports),
+            run.created_on,
+        )
+
+
+def snapshot(session: Session, run_id: str) -> RunSnapshot:
+    """A unit that reads a run's snapshot."""
+    return RunSnapshot.of(session.get(WorkflowRun, run_id))
+
+
+class RunWrite(Generic[T]):
+    """A unit that changes a run on behalf of one of its activations.
+
+    It refuses (and flags ``run_moved_on``) when the run was restarted or is no
+    longer executable, then records the activation's buffered reports and
+    applies ``change``. It returns the change's value and a fresh snapshot.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        generation: int,
+        reports: list[tuple[str, Any]],
+        change: Callable[[WorkflowRun, Session, RunWrite[T]], T],
+        make_cause: Callable[..., Cause],
+    ) -> None:
+        self.run_id = run_id
+        self.generation = generation
+        self.reports = reports
+        self.change = change
+        self._make_cause = make_cause
+        self.run_moved_on = False
+
+    def cause(self) -> Cause:
+        """The cause of what the runtime records (actor ``system``)."""
+        return self._make_cause(SYSTEM_ACTOR)
+
+    def __call__(self, session: Session) -> tuple[T, RunSnapshot]:
+        run = session.get(WorkflowRun, self.run_id)
+        if run.generation != self.generation or run.status not in (QUEUED, RUNNING):
+            self.run_moved_on = True
+            raise IllegalTransitionError(self.run_id, run.status, "continue")
+        for kind, value in self.reports:
+            run.report(self.cause(), kind=kind, value=value)
+        value = self.change(run, session, self)
+        return value, RunSnapshot.of(run)
+
+
+def start_wait(
+    session: Session,
+    run: WorkflowRun,
+    write: RunWrite[Any],
+    *,
+    name: str,
+    kind: str,
+    deadline: datetime | None,
+    detail: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Starts wait ``name``; resolves it at once when its answer is already there (an
+    early decision, an event sent before). Returns the resolution, if any."""
+    cause = write.cause()
+    if kind == "approval":
+        request: ApprovalRequest = detail["request"]
+        approval = _open_approval(session, run, name, request, deadline, cause)
+        applied, discarded = _apply_early_decisions(run, approval, cause)
+        run.start_wait(
+            cause,
+            name=name,
+            kind=kind,
+            deadline=deadline,
+            detail={
+                "approval_id": approval.id,
+                "applied_decisions": applied,
+                "discarded_decisions": discarded,
+            },
+        )
+        approval_units.settle_run_wait(session, approval, command_id=cause.command_id)
+    elif kind == "event":
+        event_type = detail["type"]
+        run.start_wait(cause, name=name, kind=kind, deadline=deadline, detail={"type": event_type})
+        waiting = run.unconsumed_event(event_type)
+        if waiting is not None:
+            run.resolve_wait(cause, name=name, outcome="event", value=waiting[0])
+    else:
+        run.start_wait(cause, name=name, kind=kind, deadline=deadline, detail={})
+    return run.resolutions.get(name)
+
+
+def _open_approval(
+    session: Session,
+    run: WorkflowRun,
+    name: str,
+    request: ApprovalRequest,
+    deadline: datetime | None,
+    cause: Cause,
+) -> Approval:
+    try:
+        policy = ApprovalPolicy(
+            required_approvals=request.required_approvals,
+            approvers=request.approvers,
+            groups=request.groups,
+            rejection_threshold=request.rejection_threshold,
+        )
+    except ValueError as error:
+        raise InvalidInputError(f"wait_for_approval: {error}") from None
+    approval = Approval.request(
+        approval_id=f"{run.id}:{name}:{run.generation}",
+        title=request.title,
+        description=request.description,
+        context=request.context,
+        policy=policy,
+        deadline=deadline,
+        workflow_id=run.id,
+        wait_name=name,
+        cause=Cause(request.requested_by, cause.command_id, cause.timestamp),
+    )
+    session.add(approval)
+    return approval
+
+
+def _apply_early_decisions(
+    run: WorkflowRun, approval: Approval, cause: Cause
+) -> tuple[int, list[dict[str, Any]]]:
+    applied, discarded = 0, []
+    for decision in run.decisions:
+        if approval.is_decided:
+            break
+        applied += 1
+        vote = Cause(decision["by"], cause.command_id, cause.timestamp, decision["reason"])
+        try:
+            if decision["decision"] == "approve":
+                approval.approve(vote, groups=decision["groups"], metadata=decision["metadata"])
+            else:
+                approval.reject(vote, groups=decision["groups"])
+        except SignoffError as error:
+            discarded.append(
+                {
+                    "by": decision["by"],
+                    "decision": decision["decision"],
+                    "error": type(error).__name__,
+                    "message": str(error),
+                }
+            )
+    return applied, discarded
+
+
+# What callers do to runs -----------------------------------------------------
+
+
+def decide(
+    session: Session, run_id: str, decision: str, cmd: Decide, *, command_id: str
+) -> ApprovalInfo | None:
+    """Votes on the run's pending approval; keeps the decision for the run's next
+    approval wait when it has not reached one yet."""
+    run = session.get(WorkflowRun, run_id)
+    pending = run.pending_wait()
+    if pending is not None and pending[1]["kind"] == "approval":
+        approval_id = pending[1]["approval_id"]
+        return approval_units.decide(session, approval_id, decision, cmd, command_id=command_id)
+    if not run.is_active:
+        raise IllegalTransitionError(run_id, run.status, decision)
+    cause = session.app.cause(cmd.by, reason=cmd.reason, command_id=command_id)
+    run.receive_decision(cause, decision=decision, groups=cmd.groups, metadata=cmd.metadata)
+    return None
+
+
+def send_event(
+    session: Session, run_id: str, event_type: str, payload: Any, *, actor: str, command_id: str
+) -> bool:
+    """Delivers an event to the run; returns whether a waiting run became ready."""
+    run = session.get(WorkflowRun, run_id)
+    cause = session.app.cause(actor, command_id=command_id)
+    run.receive_event(cause, event_type=event_type, payload=payload)
+    pending = run.pending_wait()
+    if pending is not None and pending[1]["kind"] == "event" and pending[1]["type"] == event_type:
+        waiting = run.unconsumed_event(event_type)
+        if waiting is not None:
+            run.resolve_wait(cause, name=pending[0], outcome="event", value=waiting[0])
+    return run.status == QUEUED
+
+
+def time_out(session: Session, run_id: str, name: str, *, command_id: str) -> bool:
+    """Ends wait ``name`` whose deadline passed; returns whether the run became ready.
+
+    Does nothing when the wait was resolved meanwhile (timers may fire twice).
+    """
+    run = session.get(WorkflowRun, run_id)
+    wait = run.waits.get(name)
+    if not run.is_active or wait is None or name in run.resolutions:
+        return False
+    now = session.app.clock.now()
+    if wait["deadline"] is None or now < wait["deadline"]:
+        return False
+    cause = session.app.cause(SYSTEM_ACTOR, reason="deadline passed", command_id=command_id)
+    if wait["kind"] == "approval":
+        approval = session.get(Approval, wait["approval_id"])
+        if not approval.is_decided:
+            approval.expire(cause)
+        approval_units.settle_run_wait(session, approval, command_id=command_id)
+    else:
+        outcome = "timeout" if wait["kind"] == "event" else "elapsed"
+        run.resolve_wait(cause, name=name, outcome=outcome)
+    return run.status == QUEUED
+
+
+def control(session: Session, run_id: str, action: str, cause: Cause) -> str:
+    """Pauses, resumes, terminates or restarts a run; returns its new status.
+
+    Terminating or restarting withdraws the pending approval (actor ``system``).
+    """
+    run = session.get(WorkflowRun, run_id)
+    if action in ("terminate", "restart"):
+        pending = run.pending_wait()
+        if pending is not None and pending[1]["kind"] == "approval":
+            approval = session.get(Approval, pending[1]["approval_id"])
+            if not approval.is_decided:
+                system = Cause(SYSTEM_ACTOR, cause.command_id, cause.timestamp, f"run {action}d")
+                approval.cancel(system)
+    getattr(run, action)(cause)
+    return run.status

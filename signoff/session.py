@@ -1,0 +1,84 @@
+"""A unit of work's view of the store: the aggregates it loads, changes and adds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from signoff.domain.base import SignoffAggregate
+from signoff.domain.errors import AlreadyExistsError
+
+if TYPE_CHECKING:
+    from signoff.application import SignoffApplication
+
+AggregateT = TypeVar("AggregateT", bound=SignoffAggregate)
+
+
+class AggregateSource(Protocol):
+    """Where a session may find aggregates saved earlier (the writer's cache)."""
+
+    def get(self, aggregate_id: str) -> SignoffAggregate | None: ...
+
+
+class Session:
+    """The aggregates one batch (or one retried unit) works on."""
+
+    def __init__(
+        self,
+        app: SignoffApplication,
+        cache: AggregateSource | None,
+        *,
+        verify_new: bool = False,
+    ) -> None:
+        self.app = app
+        self.verify_new = verify_new
+        self._cache = cache
+        self._loaded: dict[str, SignoffAggregate] = {}
+        self._base_version: dict[str, int] = {}
+        self._from_cache: set[str] = set()
+        self.used_cache = False
+        """Set when an aggregate came from the cache (it may be stale)."""
+
+    def get(self, cls: type[AggregateT], aggregate_id: str) -> AggregateT:
+        """The aggregate ``aggregate_id`` of type ``cls``, loaded once per session."""
+        aggregate = self._loaded.get(aggregate_id)
+        if aggregate is None:
+            cached = self._cache.get(aggregate_id) if self._cache is not None else None
+            if cached is not None:
+                self._from_cache.add(aggregate_id)
+            aggregate = cached if cached is not None else self.app.load(cls, aggregate_id)
+            self._loaded[aggregate_id] = aggregate
+            self._base_version[aggregate_id] = aggregate.version
+        if aggregate_id in self._from_cache:
+            self.used_cache = True
+        if not isinstance(aggregate, cls):
+            return self.app.load(cls, aggregate_id)  # raises the typed not-found error
+        return aggregate
+
+    def add(self, aggregate: SignoffAggregate, *, check_store: bool = False) -> None:
+        """Adds a new aggregate; ``check_store`` looks for the id in the store first
+        (for ids that callers choose; a retried unit always looks)."""
+        taken = aggregate.id in self._loaded or (
+            (check_store or self.verify_new)
+            and self.app.recorder.select_events(aggregate.id, limit=1)
+        )
+        if taken:
+            raise AlreadyExistsError(aggregate.id)
+        self._loaded[aggregate.id] = aggregate
+        self._base_version[aggregate.id] = 0
+
+    def versions(self) -> dict[str, int]:
+        """The version of every aggregate in the session (to detect changes)."""
+        return {k: a.version for k, a in self._loaded.items()}
+
+    def changed_since(self, versions: dict[str, int]) -> bool:
+        """Tells whether any aggregate gained events (or appeared) since ``versions``."""
+        return any(versions.get(k, 0) != a.version for k, a in self._loaded.items())
+
+    def changed(self) -> list[SignoffAggregate]:
+        """The aggregates with unsaved events."""
+        return [a for k, a in self._loaded.items() if a.version != self._base_version[k]]
+
+    def all(self) -> Iterable[SignoffAggregate]:
+        """Every aggregate the session loaded or added."""
+        return self._loaded.values()

@@ -1,0 +1,278 @@
+"""The Engine's workflow commands and queries (a mixin, to keep engine.py about wiring)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from signoff import run_units
+from signoff.application import SignoffApplication
+from signoff.commands import Control, Decide, SendEvent, StartWorkflow, validate
+from signoff.domain.base import Cause
+from signoff.domain.errors import InvalidInputError, UnknownWorkflowError
+from signoff.domain.workflow_run import WorkflowRun
+from signoff.index import RunFilter, RunIndex
+from signoff.session import Session
+from signoff.views import ApprovalInfo, WorkflowInfo, WorkflowPage, WorkflowSummary
+from signoff.workflow import Workflow
+
+T = TypeVar("T")
+
+API_ACTOR = "api"
+"""The actor recorded for run controls and events sent without a named person."""
+
+
+class WorkflowCommands:
+    """Starting, deciding, signalling, controlling and listing workflow runs."""
+
+    workflows: dict[str, type[Workflow]]
+    _ids: Callable[[], str]
+
+    async def _write(self, unit: Callable[[Session], T]) -> T:
+        raise NotImplementedError
+
+    async def _read(self, use_case: Callable[[SignoffApplication], T]) -> T:
+        raise NotImplementedError
+
+    def _wake(self, run_id: str) -> None:
+        raise NotImplementedError
+
+    async def run_workflow(
+        self,
+        name: str,
+        params: Mapping[str, Any] | Any = None,
+        *,
+        id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Starts a run of a registered workflow and returns its id.
+
+        Args:
+            name: the workflow's ``name``.
+            params: the run's input; validated by the workflow's ``params_model``
+                when it declares one (bad params are refused before anything is stored).
+            id: the run's id (default: a new one); an id already used is an error.
+            metadata: labels for listing and filtering runs.
+        """
+        if hasattr(params, "model_dump"):
+            params = params.model_dump(mode="json")
+        cmd = validate(
+            StartWorkflow,
+            {
+                "name": name,
+                "params": {} if params is None else params,
+                "id": id,
+                "metadata": {} if metadata is None else metadata,
+            },
+        )
+        workflow = self.workflows.get(cmd.name)
+        if workflow is None:
+            raise UnknownWorkflowError(cmd.name)
+        checked = dict(cmd.params)
+        if workflow.params_model is not None:
+            try:
+                checked = workflow.params_model.model_validate(checked).model_dump(mode="json")
+            except ValidationError as error:
+                raise InvalidInputError(
+                    f"invalid params for {cmd.name!r}: {error.error_count()} error(s): "
+                    + "; ".join(e["msg"] for e in error.errors(include_url=False))
+                ) from None
+        run_id = cmd.id or self._ids()
+        command_id = self._ids()
+
+        def start(session: Session) -> str:
+            cause = session.app.cause(API_ACTOR, command_id=command_id)
+            run = WorkflowRun.start(
+                run_id=run_id,
+                name=cmd.name,
+                params=checked,
+                metadata=dict(cmd.metadata),
+                cause=cause,
+            )
+            session.add(run, check_store=cmd.id is not None)
+            return run.id
+
+        started = await self._write(start)
+        self._wake(started)
+        return started
+
+    async def approve_workflow(
+        self,
+        workflow_id: str,
+        *,
+        by: str,
+        reason: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        groups: Iterable[str] = (),
+    ) -> ApprovalInfo | None:
+        """Approves the run's pending approval (as one vote of its quorum).
+
+        Returns:
+            The approval as it now stands, or ``None`` when the run has not reached
+            its approval yet: the decision is then kept and applied there.
+        """
+        cmd = validate(
+            Decide,
+            {
+                "by": by,
+                "reason": reason,
+                "metadata": {} if metadata is None else metadata,
+                "groups": list(groups),
+            },
+        )
+        return await self._decide_run(workflow_id, "approve", cmd)
+
+    async def reject_workflow(
+        self,
+        workflow_id: str,
+        *,
+        by: str,
+        reason: str | None = None,
+        groups: Iterable[str] = (),
+    ) -> ApprovalInfo | None:
+        """Rejects the run's pending approval; its ``wait_for_approval`` raises
+        ``ApprovalRejected``. Kept for later, like ``approve_workflow``."""
+        cmd = validate(Decide, {"by": by, "reason": reason, "groups": list(groups)})
+        return await self._decide_run(workflow_id, "reject", cmd)
+
+    async def _decide_run(
+        self, workflow_id: str, decision: str, cmd: Decide
+    ) -> ApprovalInfo | None:
+        command_id = self._ids()
+        info = await self._write(
+            lambda s: run_units.decide(s, workflow_id, decision, cmd, command_id=command_id)
+        )
+        if info is not None and info.status != "pending":
+            self._wake(workflow_id)
+        return info
+
+    async def send_event(
+        self,
+        workflow_id: str,
+        type: str,
+        payload: Any = None,
+        *,
+        by: str = API_ACTOR,
+    ) -> None:
+        """Delivers an event to the run's ``step.wait_for_event`` (now or when it gets there)."""
+        cmd = validate(SendEvent, {"type": type, "payload": payload, "by": by})
+        command_id = self._ids()
+        ready = await self._write(
+            lambda s: run_units.send_event(
+                s, workflow_id, cmd.type, cmd.payload, actor=cmd.by, command_id=command_id
+            )
+        )
+        if ready:
+            self._wake(workflow_id)
+
+    async def _control(
+        self, workflow_id: str, action: str, by: str, reason: str | None
+    ) -> WorkflowInfo:
+        cmd = validate(Control, {"by": by, "reason": reason})
+        command_id = self._ids()
+
+        def act(session: Session) -> WorkflowInfo:
+            cause: Cause = session.app.cause(cmd.by, reason=cmd.reason, command_id=command_id)
+            run_units.control(session, workflow_id, action, cause)
+            return WorkflowInfo.of(session.get(WorkflowRun, workflow_id))
+
+        info = await self._write(act)
+        if info.status == "queued":
+            self._wake(workflow_id)
+        return info
+
+    async def terminate_workflow(
+        self, workflow_id: str, *, by: str = API_ACTOR, reason: str | None = None
+    ) -> WorkflowInfo:
+        """Stops a run for good; its pending approval is withdrawn."""
+        return await self._control(workflow_id, "terminate", by, reason)
+
+    async def pause_workflow(
+        self, workflow_id: str, *, by: str = API_ACTOR, reason: str | None = None
+    ) -> WorkflowInfo:
+        """Holds a run: decisions and events are still recorded, nothing executes."""
+        return await self._control(workflow_id, "pause", by, reason)
+
+    async def resume_workflow(
+        self, workflow_id: str, *, by: str = API_ACTOR, reason: str | None = None
+    ) -> WorkflowInfo:
+        """Lets a paused run go on."""
+        return await self._control(workflow_id, "resume", by, reason)
+
+    async def restart_workflow(
+        self, workflow_id: str, *, by: str = API_ACTOR, reason: str | None = None
+    ) -> WorkflowInfo:
+        """Runs the workflow again from the start with the same params (history is kept)."""
+        return await self._control(workflow_id, "restart", by, reason)
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        """The run's status, params, result, error, metadata, progress and timestamps."""
+        return await self._read(lambda app: WorkflowInfo.of(app.load(WorkflowRun, workflow_id)))
+
+    async def get_workflows(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, str | int | float | bool] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        """Runs matching the filters, newest first, a page at a time (keyset pagination).
+
+        Args:
+            metadata: runs whose metadata has these keys with these (scalar) values.
+            cursor: ``next_cursor`` of the previous page.
+        """
+        if not 1 <= limit <= 500:
+            raise InvalidInputError("limit must be between 1 and 500")
+        for value in (metadata or {}).values():
+            if not isinstance(value, str | int | float | bool):
+                raise InvalidInputError("metadata filters compare scalar values only")
+        where = RunFilter(status=status, name=name, metadata=dict(metadata or {}) or None)
+        after = _decode_cursor(cursor) if cursor else None
+
+        def query(app: SignoffApplication) -> WorkflowPage:
+            index: RunIndex = app.recorder  # type: ignore[assignment]
+            rows = index.page_runs(where, limit=limit + 1, after=after)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            items = [
+                WorkflowSummary(
+                    id=r.id,
+                    name=r.name,
+                    status=r.status,
+                    metadata=r.metadata,
+                    created_at=_time(r.created_at),
+                    updated_at=_time(r.updated_at),
+                    completed_at=_time(r.completed_at) if r.completed_at else None,
+                )
+                for r in rows
+            ]
+            next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+            return WorkflowPage(items=items, total=index.count_runs(where), next_cursor=next_cursor)
+
+        return await self._read(query)
+
+
+def _time(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+def _encode_cursor(created_at: float, run_id: str) -> str:
+    raw = json.dumps([created_at, run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(created_at), str(run_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidInputError(f"not a cursor of get_workflows: {cursor!r}") from None

@@ -1,0 +1,254 @@
+"""The group-commit writer: one thread that turns many concurrent commands into few transactions.
+
+Commands arrive as *units*: functions of a :class:`Session` that load
+aggregates, run domain commands on them and return a value. The writer
+drains its queue in batches, runs every unit of a batch against one working
+set of aggregates, and saves everything the batch changed in a single
+transaction (a SQLite save of 100 events costs about what one of 1 does).
+Futures are resolved only after that commit, so a caller never sees an
+outcome that is not durable.
+
+Failure handling keeps the batching invisible:
+
+- a unit that raises a typed error is judged again on its own, on freshly
+  loaded aggregates (a cached copy may be stale when other processes write);
+- a unit that raises after emitting events would leave half a change in the
+  working set: the whole batch is then run again one unit per transaction;
+- a save that loses an optimistic-concurrency race (another process wrote
+  first) is retried unit by unit, each reloading what it touches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from eventsourcing.persistence import IntegrityError
+
+from signoff.application import MAX_ATTEMPTS, SignoffApplication
+from signoff.domain.base import SignoffAggregate
+from signoff.domain.errors import ConcurrencyError, SignoffError
+from signoff.session import Session
+
+T = TypeVar("T")
+
+IndexFor = Callable[[list[SignoffAggregate]], dict[str, Any]]
+"""Works out the index rows to write with a save (keyword arguments of ``save``)."""
+
+
+class AggregateCache:
+    """A bounded LRU of saved aggregates, used only by the writer thread."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[str, SignoffAggregate] = OrderedDict()
+
+    def get(self, aggregate_id: str) -> SignoffAggregate | None:
+        """A cached aggregate, or None."""
+        aggregate = self._items.get(aggregate_id)
+        if aggregate is not None:
+            self._items.move_to_end(aggregate_id)
+        return aggregate
+
+    def put(self, aggregate: SignoffAggregate) -> None:
+        """Remembers a saved aggregate, forgetting the least recently used."""
+        if self.maxsize <= 0:
+            return
+        self._items[aggregate.id] = aggregate
+        self._items.move_to_end(aggregate.id)
+        while len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+    def evict(self, aggregate_ids: Iterable[str]) -> None:
+        """Forgets aggregates whose cached state can no longer be trusted."""
+        for aggregate_id in aggregate_ids:
+            self._items.pop(aggregate_id, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class _Job(Generic[T]):
+    unit: Callable[[Session], T]
+    future: asyncio.Future[T]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    """Runs units of work on one thread, committing each batch in one transaction."""
+
+    def __init__(
+        self,
+        app: SignoffApplication,
+        *,
+        index_for: IndexFor,
+        max_batch: int = 512,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.app = app
+        self.index_for = index_for
+        self.max_batch = max_batch
+        self.cache = AggregateCache(cache_size)
+        self.batches = 0
+        self.jobs = 0
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="signoff-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, unit: Callable[[Session], T]) -> T:
+        """Runs ``unit`` in the next batch; returns its value once the batch is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(unit, future, loop))
+        return await future
+
+    def run_now(self, unit: Callable[[Session], T]) -> T:
+        """Runs ``unit`` from a thread that is not the writer's, blocking until committed."""
+        done = threading.Event()
+        outcome: list[Any] = []
+        job = _SyncJob(unit, done, outcome)
+        self._queue.put(job)
+        done.wait()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """Finishes the queued units, then ends the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    # The writer thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop_after = False
+            while len(batch) < self.max_batch:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stop_after = True
+                    break
+                batch.append(job)
+            self._process(batch)
+            if stop_after:
+                return
+
+    def _process(self, batch: list[Any]) -> None:
+        self.batches += 1
+        self.jobs += len(batch)
+        session = Session(self.app, self.cache)
+        outcomes: list[tuple[Any, Any]] = []
+        judge_alone: list[Any] = []
+        for job in batch:
+            before = session.versions()
+            session.used_cache = False
+            try:
+                outcomes.append((job, job.unit(session)))
+            except SignoffError as error:
+                if session.changed_since(before):
+                    self._fall_back(batch, session)
+                    return
+                if session.used_cache:
+                    judge_alone.append(job)  # a cached copy may be stale: judge again
+                else:
+                    outcomes.append((job, error))
+            except Exception as error:  # a bug in a unit: contain it to that unit
+                if session.changed_since(before):
+                    self._fall_back(batch, session)
+                    return
+                outcomes.append((job, error))
+        try:
+            self._save(session)
+        except IntegrityError:
+            self._fall_back(batch, session)
+            return
+        except Exception as error:
+            self.cache.evict(a.id for a in session.all())
+            self._resolve([(job, error) for job in batch])
+            return
+        for aggregate in session.all():
+            self.cache.put(aggregate)
+        self._resolve(outcomes)
+        for job in judge_alone:
+            self._alone(job)
+
+    def _fall_back(self, batch: list[Any], session: Session) -> None:
+        """Runs each unit of a failed batch on its own, on freshly loaded aggregates."""
+        self.cache.evict(a.id for a in session.all())
+        for job in batch:
+            self._alone(job)
+
+    def _alone(self, job: Any) -> None:
+        for attempt in range(MAX_ATTEMPTS):
+            session = Session(self.app, None, verify_new=attempt > 0)
+            try:
+                value = job.unit(session)
+            except Exception as error:
+                self._resolve([(job, error)])
+                return
+            try:
+                self._save(session)
+            except IntegrityError:
+                continue
+            except Exception as error:
+                self._resolve([(job, error)])
+                return
+            for aggregate in session.all():
+                self.cache.put(aggregate)
+            self._resolve([(job, value)])
+            return
+        changed = session.changed()
+        self._resolve([(job, ConcurrencyError(changed[0].id if changed else "?", MAX_ATTEMPTS))])
+
+    def _save(self, session: Session) -> None:
+        changed = session.changed()
+        if changed:
+            self.app.save(*changed, **self.index_for(changed))
+
+    def _resolve(self, outcomes: list[tuple[Any, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
+        for job, value in outcomes:
+            if isinstance(job, _SyncJob):
+                job.outcome.append(value)
+                job.done.set()
+            else:
+                by_loop.setdefault(job.loop, []).append((job, value))
+        for loop, items in by_loop.items():
+            # A closed loop means nobody is waiting for these outcomes any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, items)
+
+
+@dataclass
+class _SyncJob:
+    unit: Callable[[Session], Any]
+    done: threading.Event
+    outcome: list[Any]
+
+
+def _settle(items: list[tuple[Any, Any]]) -> None:
+    for job, value in items:
+        if job.future.done():
+            continue
+        if isinstance(value, BaseException):
+            job.future.set_exception(value)
+        else:
+            job.future.set_result(value)
