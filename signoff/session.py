@@ -36,6 +36,7 @@ class Session:
         self._loaded: dict[str, SignoffAggregate] = {}
         self._base_version: dict[str, int] = {}
         self._from_cache: set[str] = set()
+        self._unit_versions: dict[str, int] = {}
         self.used_cache = False
         """Set when an aggregate came from the cache (it may be stale)."""
 
@@ -51,6 +52,7 @@ class Session:
             self._base_version[aggregate_id] = aggregate.version
         if aggregate_id in self._from_cache:
             self.used_cache = True
+        self._unit_versions.setdefault(aggregate_id, aggregate.version)
         if not isinstance(aggregate, cls):
             return self.app.load(cls, aggregate_id)  # raises the typed not-found error
         return aggregate
@@ -66,14 +68,16 @@ class Session:
             raise AlreadyExistsError(aggregate.id)
         self._loaded[aggregate.id] = aggregate
         self._base_version[aggregate.id] = 0
+        self._unit_versions.setdefault(aggregate.id, 0)
 
-    def versions(self) -> dict[str, int]:
-        """The version of every aggregate in the session (to detect changes)."""
-        return {k: a.version for k, a in self._loaded.items()}
+    def begin_unit(self) -> None:
+        """Starts tracking what the next unit touches (to detect half-done changes)."""
+        self._unit_versions = {}
+        self.used_cache = False
 
-    def changed_since(self, versions: dict[str, int]) -> bool:
-        """Tells whether any aggregate gained events (or appeared) since ``versions``."""
-        return any(versions.get(k, 0) != a.version for k, a in self._loaded.items())
+    def unit_changed(self) -> bool:
+        """Tells whether the current unit gave any aggregate new events (or added one)."""
+        return any(self._loaded[k].version != v for k, v in self._unit_versions.items())
 
     def changed(self) -> list[SignoffAggregate]:
         """The aggregates with unsaved events."""

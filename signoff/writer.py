@@ -158,12 +158,11 @@ class GroupCommitWriter:
         outcomes: list[tuple[Any, Any]] = []
         judge_alone: list[Any] = []
         for job in batch:
-            before = session.versions()
-            session.used_cache = False
+            session.begin_unit()
             try:
                 outcomes.append((job, job.unit(session)))
             except SignoffError as error:
-                if session.changed_since(before):
+                if session.unit_changed():
                     self._fall_back(batch, session)
                     return
                 if session.used_cache:
@@ -171,7 +170,7 @@ class GroupCommitWriter:
                 else:
                     outcomes.append((job, error))
             except Exception as error:  # a bug in a unit: contain it to that unit
-                if session.changed_since(before):
+                if session.unit_changed():
                     self._fall_back(batch, session)
                     return
                 outcomes.append((job, error))

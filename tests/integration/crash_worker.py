@@ -1,0 +1,58 @@
+"""A workflow engine process for the crash test: killed with SIGKILL at random points.
+
+Usage: python crash_worker.py STORE_URL LOG_FILE [START_N]
+Every step execution appends "<run> <step> <unix time>" to LOG_FILE (fsynced)
+before doing anything else, so the test can count executions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+from signoff import Engine, Step, Workflow, WorkflowEvent
+
+
+def log_execution(path: str, run_id: str, step: str) -> None:
+    with open(path, "a") as log:
+        log.write(f"{run_id} {step} {time.time():.6f}\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
+class Crashy(Workflow):
+    name = "crashy"
+
+    async def run(self, event: WorkflowEvent, step: Step) -> Any:
+        log = event.payload["log"]
+        total = 0
+        for name in ("a", "b"):
+            total += await step.do(name, lambda n=name: (log_execution(log, event.id, n), 1)[1])
+        await self.report_progress({"before": "approval", "total": total})
+        decision = await self.wait_for_approval(step, timeout="1 day", title="crash test")
+        for name in ("c", "d"):
+
+            async def work(n: str = name) -> int:
+                log_execution(log, event.id, n)
+                await asyncio.sleep(0.001)
+                return 1
+
+            total += await step.do(name, work)
+        return {"total": total, "approved_by": (decision or {}).get("by")}
+
+
+async def main(store: str, log: str, start: int) -> None:
+    engine = Engine(store, poll_interval=0.02)
+    engine.register(Crashy)
+    async with engine:
+        for n in range(start):
+            await engine.run_workflow("crashy", {"log": log}, id=f"run-{n}")
+        while True:
+            await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0))
