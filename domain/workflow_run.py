@@ -31,6 +31,7 @@ RUN_LIFECYCLE = Lifecycle(
     terminal=[COMPLETE, ERRORED, TERMINATED],
     moves=[
         ("record", [QUEUED, RUNNING], RUNNING),
+        ("backoff", [QUEUED, RUNNING], WAITING),
         ("wait", [QUEUED, RUNNING], WAITING),
         ("resolve", list(ACTIVE), "="),
         ("wake", WAITING, QUEUED),
@@ -122,6 +123,11 @@ class WorkflowRun(SignoffAggregate):
     def _move(self, trigger: str) -> str:
         return self.lifecycle.next_status(self.id, self.status, trigger)
 
+    def pending_retry(self) -> datetime | None:
+        """When the earliest failed step is due to be tried again, if one is."""
+        due = [s["retry_at"] for s in self.steps.values() if not s["done"] and s["retry_at"]]
+        return min(due) if due else None
+
     def record_step(
         self,
         cause: Cause,
@@ -133,8 +139,8 @@ class WorkflowRun(SignoffAggregate):
         retry_at: datetime | None = None,
     ) -> None:
         """Records one attempt of step ``name``: its result, or its error (and when it
-        will be retried, if it will)."""
-        self._move("record")
+        will be retried, if it will: the run then waits for that time)."""
+        self._move("backoff" if error is not None and retry_at is not None else "record")
         known = self.steps.get(name)
         if known is not None and (known["done"] or known["retry_at"] is None):
             raise ConflictError(f"step {name!r} of run {self.id!r} already finished")
@@ -146,6 +152,14 @@ class WorkflowRun(SignoffAggregate):
             retry_at=retry_at,
             **cause.fields(),
         )
+
+    def wake(self, cause: Cause) -> None:
+        """Readies a run that waited for a step retry once that retry is due."""
+        retry_at = self.pending_retry()
+        if self.current_wait is not None or retry_at is None or cause.timestamp < retry_at:
+            raise ConflictError(f"run {self.id!r} has no step retry due")
+        self._move("wake")
+        self._woken(**cause.fields())
 
     def report(self, cause: Cause, *, kind: str, value: Any) -> None:
         """Records a progress, completion or error report of the running code."""
@@ -207,8 +221,12 @@ class WorkflowRun(SignoffAggregate):
         self._paused(**cause.fields())
 
     def resume(self, cause: Cause) -> None:
-        """Lets a paused run go on (waiting again if its wait is still pending)."""
-        status = self._move("resume_waiting" if self.current_wait else "resume")
+        """Lets a paused run go on (waiting again if its wait, or a step retry, is not due)."""
+        retry_at = self.pending_retry()
+        still_waiting = self.current_wait is not None or (
+            retry_at is not None and cause.timestamp < retry_at
+        )
+        status = self._move("resume_waiting" if still_waiting else "resume")
         self._resumed(status=status, **cause.fields())
 
     def terminate(self, cause: Cause) -> None:
@@ -237,7 +255,7 @@ class WorkflowRun(SignoffAggregate):
         command_id: str,
         timestamp: datetime,
     ) -> None:
-        self.status = RUNNING
+        self.status = WAITING if error is not None and retry_at is not None else RUNNING
         record = {
             "done": error is None,
             "result": result,
@@ -246,6 +264,12 @@ class WorkflowRun(SignoffAggregate):
             "retry_at": retry_at,
         }
         self.steps = {**self.steps, name: record}
+
+    @event("Woken")
+    def _woken(
+        self, *, actor: str, reason: str | None, command_id: str, timestamp: datetime
+    ) -> None:
+        self.status = QUEUED
 
     @event("ProgressReported")
     def _progress_reported(

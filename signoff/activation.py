@@ -48,6 +48,12 @@ class Activation:
         """The engine clock's time."""
         return self.runtime.clock.now()
 
+    def observe_step(self, name: str, attempt: int) -> None:
+        """Tells the runtime's observer (tests) that a step function is about to run."""
+        observer = self.runtime.step_observer
+        if observer is not None:
+            observer(self.snapshot.id, self.snapshot.generation, name, attempt)
+
     def claim_name(self, name: str) -> None:
         """Refuses a name used twice in one run."""
         check_name(self._names, name)

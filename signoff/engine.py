@@ -32,7 +32,7 @@ from signoff.workflow_api import WorkflowCommands
 from signoff.writer import GroupCommitWriter
 
 T = TypeVar("T")
-W = TypeVar("W", bound=type)
+W = TypeVar("W", bound=Workflow)
 
 DEFAULT_STORE = "sqlite:///signoff.db"
 
@@ -75,6 +75,9 @@ class Engine(WorkflowCommands):
         self._readers: ThreadPoolExecutor | None = None
         self._runtime: Runtime | None = None
         self._opening = threading.Lock()
+        self.step_observer: Callable[[str, int, str, int], None] | None = None
+        """Called with (run id, generation, step name, attempt) before a step's function runs
+        (``signoff.testing.WorkflowEnvironment`` counts executions with it)."""
 
     def register(self, workflow: type[W]) -> type[W]:
         """Registers a Workflow subclass under its ``name``; this engine executes its runs.
@@ -113,6 +116,8 @@ class Engine(WorkflowCommands):
                 self.workflows,
                 clock=self.clock,
                 poll_interval=self._poll_interval,
+                step_observer=self.step_observer,
+                read=lambda query: self._read(lambda app: query()),
             )
             await self._runtime.start()
 

@@ -18,7 +18,7 @@ from signoff.domain.approval import Approval
 from signoff.domain.base import SYSTEM_ACTOR, Cause
 from signoff.domain.errors import IllegalTransitionError, InvalidInputError, SignoffError
 from signoff.domain.policy import ApprovalPolicy
-from signoff.domain.workflow_run import QUEUED, RUNNING, WorkflowRun
+from signoff.domain.workflow_run import QUEUED, RUNNING, WAITING, WorkflowRun
 from signoff.session import Session
 from signoff.views import ApprovalInfo
 
@@ -260,6 +260,17 @@ def time_out(session: Session, run_id: str, name: str, *, command_id: str) -> bo
         outcome = "timeout" if wait["kind"] == "event" else "elapsed"
         run.resolve_wait(cause, name=name, outcome=outcome)
     return run.status == QUEUED
+
+
+def retry_due(session: Session, run_id: str, *, command_id: str) -> bool:
+    """Readies a run whose step retry is due; returns whether it became ready."""
+    run = session.get(WorkflowRun, run_id)
+    retry_at = run.pending_retry()
+    now = session.app.clock.now()
+    if run.status != WAITING or run.current_wait is not None or retry_at is None or now < retry_at:
+        return run.status == QUEUED
+    run.wake(session.app.cause(SYSTEM_ACTOR, reason="step retry due", command_id=command_id))
+    return True
 
 
 def control(session: Session, run_id: str, action: str, cause: Cause) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from signoff import run_units
@@ -46,12 +46,16 @@ class Runtime:
         clock: Clock,
         poll_interval: float = 0.1,
         max_concurrent: int = 2000,
+        step_observer: Callable[[str, int, str, int], None] | None = None,
+        read: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None,
     ) -> None:
         self.app = app
         self.writer = writer
         self.workflows = workflows
         self.clock = clock
         self.poll_interval = poll_interval
+        self.step_observer = step_observer
+        self._reader = read
         self._limit = asyncio.Semaphore(max_concurrent)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
@@ -101,6 +105,9 @@ class Runtime:
             await asyncio.sleep(self.poll_interval)
 
     async def _read(self, query: Callable[[], T]) -> T:
+        if self._reader is not None:
+            result: T = await self._reader(query)
+            return result
         return await asyncio.get_running_loop().run_in_executor(None, query)
 
     # Activations -------------------------------------------------------------
@@ -160,14 +167,16 @@ class Runtime:
 
     async def _fire(self, timer: TimerRow) -> None:
         try:
+            command_id = self.app.ids()
             if timer.kind == "wait":
                 name = timer.key.removeprefix("wait:")
-                command_id = self.app.ids()
                 ready = await self.writer.submit(
                     lambda s: run_units.time_out(s, timer.target_id, name, command_id=command_id)
                 )
             else:
-                ready = True
+                ready = await self.writer.submit(
+                    lambda s: run_units.retry_due(s, timer.target_id, command_id=command_id)
+                )
             if ready:
                 self.activate(timer.target_id)
         except NotFoundError:

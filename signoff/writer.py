@@ -73,6 +73,10 @@ class AggregateCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def items(self) -> list[SignoffAggregate]:
+        """The cached aggregates (a copy of the list; for replay checks in tests)."""
+        return list(self._items.values())
+
 
 @dataclass
 class _Job(Generic[T]):
@@ -112,6 +116,14 @@ class GroupCommitWriter:
         self._queue.put(_Job(unit, future, loop))
         return await future
 
+    async def between_batches(self, inspect: Callable[[], T]) -> T:
+        """Runs ``inspect`` on the writer thread when no batch is half-applied (the cache
+        then holds only committed state): for consistency checks in tests."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Barrier(inspect, future, loop))
+        return await future
+
     def run_now(self, unit: Callable[[Session], T]) -> T:
         """Runs ``unit`` from a thread that is not the writer's, blocking until committed."""
         done = threading.Event()
@@ -136,20 +148,32 @@ class GroupCommitWriter:
             first = self._queue.get()
             if first is _STOP:
                 return
+            if isinstance(first, _Barrier):
+                self._inspect(first)
+                continue
             batch = [first]
-            stop_after = False
+            after: Any = None
             while len(batch) < self.max_batch:
                 try:
                     job = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if job is _STOP:
-                    stop_after = True
+                if job is _STOP or isinstance(job, _Barrier):
+                    after = job
                     break
                 batch.append(job)
             self._process(batch)
-            if stop_after:
+            if after is _STOP:
                 return
+            if after is not None:
+                self._inspect(after)
+
+    def _inspect(self, barrier: _Barrier) -> None:
+        try:
+            outcome: Any = barrier.inspect()
+        except Exception as error:
+            outcome = error
+        self._resolve([(barrier, outcome)])
 
     def _process(self, batch: list[Any]) -> None:
         self.batches += 1
@@ -234,6 +258,13 @@ class GroupCommitWriter:
             # A closed loop means nobody is waiting for these outcomes any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, items)
+
+
+@dataclass
+class _Barrier:
+    inspect: Callable[[], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
 
 
 @dataclass
