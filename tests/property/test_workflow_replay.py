@@ -92,10 +92,8 @@ class WorkflowReplay(RuleBasedStateMachine):
         self.env.assert_no_step_ran_twice()
 
     def _try(self, work: Any) -> None:
-        try:
+        with contextlib.suppress(SignoffError):  # refused commands are fine; others fail
             self.call(work)
-        except SignoffError:
-            pass  # refused commands are fine; anything else fails the test
         self.call(self.env.settle())
 
     @rule(target=runs, amount=st.integers(1, 100), flaky=st.booleans())
