@@ -1,23 +1,48 @@
-"""``make bench``: throughput figures on the real stores (printed, never asserted).
+"""``make bench``: throughput and memory figures on the real stores (printed, never asserted).
 
-Usage: python -m signoff.bench [--n N] [--stores sqlite,postgres]
+Usage: python -m signoff.bench [--n N] [--waiting W] [--stores sqlite,postgres]
+
+- approvals: request N standalone approvals, then approve them all.
+- expense cycle (the seed's ExpenseWorkflow): start N runs -> validate step ->
+  wait for approval; then approve all -> process step -> complete. All N runs
+  are started first, then all approved, as the issue asks.
+- memory: RSS of the process with W runs waiting for approval (SQLite).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 
 from signoff.engine import Engine
+from signoff.step import Step
+from signoff.workflow import Workflow, WorkflowEvent
 
 POSTGRES = os.environ.get("SIGNOFF_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class ExpenseWorkflow(Workflow):
+    """The seed's expense workflow, as in examples/expense.py but without printing."""
+
+    name = "bench-expense"
+
+    async def run(self, event: WorkflowEvent, step: Step) -> Any:
+        expense = event.payload
+        validated = await step.do("validate", lambda: {**expense, "validated": True})
+        await self.report_progress({"step": "approval", "status": "pending"})
+        await self.wait_for_approval(step, timeout="7 days", title="Expense", context=expense)
+        result = await step.do("process", lambda: {"expense_id": event.id, **validated})
+        await step.report_complete(result)
+        return result
 
 
 async def approval_cycles(store: str, n: int) -> dict[str, float]:
@@ -37,9 +62,65 @@ async def approval_cycles(store: str, n: int) -> dict[str, float]:
     }
 
 
+async def expense_cycles(store: str, n: int) -> dict[str, float]:
+    """Runs ``n`` expense cycles: all started and waiting, then all approved and complete."""
+    async with Engine(store) as engine:
+        engine.register(ExpenseWorkflow)
+        started = time.perf_counter()
+        ids = await asyncio.gather(
+            *(engine.run_workflow("bench-expense", {"amount": i + 1}) for i in range(n))
+        )
+        await engine.settle()
+        waiting = time.perf_counter()
+        await asyncio.gather(*(engine.approve_workflow(i, by="alice") for i in ids))
+        await engine.settle()
+        done = time.perf_counter()
+        last = await engine.get_workflow(ids[-1])
+        assert last.status == "complete", last.status
+    return {
+        "start->waiting/s": n / (waiting - started),
+        "approve->complete/s": n / (done - waiting),
+        "cycles/s": n / (done - started),
+    }
+
+
+def rss_mib() -> float:
+    """Resident memory of this process, in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def waiting_memory(store: str, n: int) -> dict[str, float]:
+    """Starts ``n`` runs that wait for approval; reports memory before and after."""
+    async with Engine(store) as engine:
+        engine.register(ExpenseWorkflow)
+        gc.collect()
+        before = rss_mib()
+        for first in range(0, n, 5000):
+            await asyncio.gather(
+                *(
+                    engine.run_workflow("bench-expense", {"amount": i + 1})
+                    for i in range(first, min(n, first + 5000))
+                )
+            )
+            await engine.settle()
+        gc.collect()
+        after = rss_mib()
+        page = await engine.get_workflows(status="waiting", limit=1)
+    return {
+        "waiting runs": page.total,
+        "RSS before MiB": before,
+        "RSS after MiB": after,
+        "KiB per waiting run": (after - before) * 1024 / max(1, page.total),
+    }
+
+
 def _report(name: str, figures: dict[str, float]) -> None:
-    cells = "  ".join(f"{k} {v:>9,.0f}" for k, v in figures.items())
-    print(f"{name:<34} {cells}", flush=True)
+    cells = "  ".join(f"{k} {v:>9,.1f}" for k, v in figures.items())
+    print(f"{name:<40} {cells}", flush=True)
 
 
 async def _on_stores(
@@ -63,15 +144,25 @@ async def _on_stores(
 def main() -> None:
     """Runs every benchmark and prints one line of figures each."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--waiting", type=int, default=100_000)
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
     stores = args.stores.split(",")
-    asyncio.run(
-        _on_stores(
-            stores, f"approval request+approve x{args.n}", lambda s: approval_cycles(s, args.n)
+
+    async def everything() -> None:
+        await _on_stores(
+            stores, f"approvals request+approve x{args.n}", lambda s: approval_cycles(s, args.n)
         )
-    )
+        await _on_stores(stores, f"expense cycle x{args.n}", lambda s: expense_cycles(s, args.n))
+        if args.waiting:
+            await _on_stores(
+                ["sqlite"],
+                f"memory, {args.waiting} runs waiting",
+                lambda s: waiting_memory(s, args.waiting),
+            )
+
+    asyncio.run(everything())
 
 
 if __name__ == "__main__":

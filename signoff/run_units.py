@@ -62,9 +62,9 @@ class RunSnapshot:
         )
 
 
-def snapshot(session: Session, run_id: str) -> RunSnapshot:
-    """A unit that reads a run's snapshot."""
-    return RunSnapshot.of(session.get(WorkflowRun, run_id))
+def snapshot(session: Session, run_id: str, *, fresh: bool = False) -> RunSnapshot:
+    """A unit that reads a run's snapshot (``fresh``: from the store, not the cache)."""
+    return RunSnapshot.of(session.get(WorkflowRun, run_id, fresh=fresh))
 
 
 class RunWrite(Generic[T]):

@@ -112,20 +112,27 @@ class Runtime:
 
     # Activations -------------------------------------------------------------
 
-    def activate(self, run_id: str) -> None:
-        """Makes sure the run executes (again) soon."""
+    def activate(self, run_id: str, *, changed_elsewhere: bool = False) -> None:
+        """Makes sure the run executes (again) soon.
+
+        ``changed_elsewhere``: another process may have changed the run, so the
+        activation reads it from the store rather than the writer's cache.
+        """
         if run_id in self._tasks:
             self._again.add(run_id)
             return
         self._idle.clear()
-        self._tasks[run_id] = asyncio.get_running_loop().create_task(self._activate(run_id))
+        task = self._activate(run_id, fresh=changed_elsewhere)
+        self._tasks[run_id] = asyncio.get_running_loop().create_task(task)
 
-    async def _activate(self, run_id: str) -> None:
+    async def _activate(self, run_id: str, *, fresh: bool) -> None:
         try:
             async with self._limit:
                 while True:
                     self._again.discard(run_id)
-                    snap = await self.writer.submit(lambda s: run_units.snapshot(s, run_id))
+                    snap = await self.writer.submit(
+                        lambda s: run_units.snapshot(s, run_id, fresh=fresh)
+                    )
                     workflow = self.workflows.get(snap.name)
                     if workflow is None or snap.status not in (QUEUED, RUNNING):
                         if run_id not in self._again:
@@ -150,7 +157,7 @@ class Runtime:
         ready = await self._read(lambda: self.index.runs_in_status(names, statuses, 10_000))
         for run_id in ready:
             if run_id not in self._tasks:
-                self.activate(run_id)
+                self.activate(run_id, changed_elsewhere=True)
 
     # Timers ------------------------------------------------------------------
 

@@ -40,11 +40,15 @@ class Session:
         self.used_cache = False
         """Set when an aggregate came from the cache (it may be stale)."""
 
-    def get(self, cls: type[AggregateT], aggregate_id: str) -> AggregateT:
-        """The aggregate ``aggregate_id`` of type ``cls``, loaded once per session."""
+    def get(self, cls: type[AggregateT], aggregate_id: str, *, fresh: bool = False) -> AggregateT:
+        """The aggregate ``aggregate_id`` of type ``cls``, loaded once per session.
+
+        ``fresh`` skips the cache: for aggregates other processes may have changed.
+        """
         aggregate = self._loaded.get(aggregate_id)
         if aggregate is None:
-            cached = self._cache.get(aggregate_id) if self._cache is not None else None
+            use_cache = self._cache is not None and not fresh
+            cached = self._cache.get(aggregate_id) if use_cache else None  # type: ignore[union-attr]
             if cached is not None:
                 self._from_cache.add(aggregate_id)
             aggregate = cached if cached is not None else self.app.load(cls, aggregate_id)

@@ -51,3 +51,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/events.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def durable_store_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """The stores that outlive their engine: a SQLite file, a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/events.db"
+    return str(request.getfixturevalue("postgres_url"))

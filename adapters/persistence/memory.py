@@ -74,7 +74,10 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
             for r in rows
             if (where.status is None or r.status == where.status)
             and (where.name is None or r.name == where.name)
-            and all(r.metadata.get(k) == v for k, v in (where.metadata or {}).items())
+            and all(
+                _same_json(r.metadata.get(k, _MISSING), v)
+                for k, v in (where.metadata or {}).items()
+            )
         ]
 
     def page_runs(
@@ -87,3 +90,13 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
 
     def count_runs(self, where: RunFilter) -> int:
         return len(self._matching(where))
+
+
+_MISSING = object()
+
+
+def _same_json(stored: Any, wanted: Any) -> bool:
+    """JSON equality: true is not 1, and 1 equals 1.0 (as in PostgreSQL's jsonb)."""
+    if isinstance(stored, bool) or isinstance(wanted, bool):
+        return type(stored) is type(wanted) and stored == wanted
+    return bool(stored == wanted)

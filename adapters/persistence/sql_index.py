@@ -46,8 +46,17 @@ def sqlite_metadata_match(key: str, value: Any) -> tuple[str, list[Any]]:
     """SQLite: compare one metadata key through json_extract."""
     path = "$." + json.dumps(key)
     if isinstance(value, bool):
-        return "json_extract(metadata, ?) = ?", [path, int(value)]
-    return "json_extract(metadata, ?) = ?", [path, value]
+        return "json_type(metadata, ?) = ?", [path, "true" if value else "false"]
+    if isinstance(value, int | float):
+        return (
+            "(json_type(metadata, ?) IN ('integer', 'real') AND json_extract(metadata, ?) = ?)",
+            [path, path, value],
+        )
+    return "(json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?)", [
+        path,
+        path,
+        value,
+    ]
 
 
 def postgres_metadata_match(key: str, value: Any) -> tuple[str, list[Any]]:

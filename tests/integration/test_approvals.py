@@ -197,13 +197,6 @@ async def test_unknown_ids_are_typed_not_found_errors(engine: Engine):
         await engine.approve("nope", by="alice")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def durable_store_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/events.db"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 async def test_approvals_outlive_the_engine(durable_store_url: str):
     store_url = durable_store_url
     async with Engine(store_url) as first:
