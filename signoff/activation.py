@@ -76,7 +76,12 @@ class Activation:
         return value
 
     def report(self, kind: str, value: Any) -> None:
-        """Buffers a report unless this replay already passed a recorded one."""
+        """Buffers a report unless this replay already passed a recorded one.
+
+        Raises:
+            InvalidInputError: the value cannot be stored as JSON.
+        """
+        self.runtime.app.check_storable(value, f"a {kind} report")
         self._reports_seen += 1
         if self._reports_seen > self.snapshot.reports:
             self._unsaved_reports.append((kind, value))
@@ -158,6 +163,11 @@ class Activation:
         except Exception as error:
             await self._fail(type(error).__name__, str(error))
         else:
+            try:
+                self.runtime.app.check_storable(result, "the workflow's result")
+            except SignoffError as error:
+                await self._fail(type(error).__name__, str(error))
+                return
             await self._end(lambda run, w: run.complete(w.cause(), result=result))
 
     async def _fail(self, error_type: str, message: str) -> None:

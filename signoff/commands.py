@@ -31,9 +31,27 @@ def _person(name: str) -> str:
 
 
 def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_JSON_BYTES:
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise ValueError("NaN and Infinity are not JSON") from None
+    if len(encoded) > MAX_JSON_BYTES:
         raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON")
+    if any(abs(n) >= 2**63 for n in _integers(value)):
+        raise ValueError("integers must fit in 64 bits")
     return value
+
+
+def _integers(value: Any) -> list[int]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _integers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _integers(v)]
+    return []
 
 
 def _unique(names: list[str] | None) -> list[str] | None:
@@ -118,7 +136,9 @@ class SendEvent(Command):
     """Delivers an event to a run's ``wait_for_event``."""
 
     type: Name
-    payload: JsonValue = None
+    payload: Annotated[
+        JsonValue, AfterValidator(lambda v: _bounded_json({"payload": v})["payload"])
+    ] = None
     by: Name
 
 

@@ -70,6 +70,9 @@ class Engine(WorkflowCommands):
         self._max_batch = max_batch
         self._cache_size = cache_size
         self.workflows: dict[str, type[Workflow]] = {}
+        """Every workflow this engine knows (and may start runs of)."""
+        self.executed: dict[str, type[Workflow]] = {}
+        """The workflows whose runs this engine executes."""
         self._app: SignoffApplication | None = None
         self._writer: GroupCommitWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -79,10 +82,12 @@ class Engine(WorkflowCommands):
         """Called with (run id, generation, step name, attempt) before a step's function runs
         (``signoff.testing.WorkflowEnvironment`` counts executions with it)."""
 
-    def register(self, workflow: type[W]) -> type[W]:
+    def register(self, workflow: type[W], *, execute: bool = True) -> type[W]:
         """Registers a Workflow subclass under its ``name``; this engine executes its runs.
 
-        Usable as a class decorator. Returns the class.
+        With ``execute=False`` the engine only knows the workflow: it can start runs
+        (validating their params) for engines that execute them, as an API service
+        in front of workers does. Usable as a class decorator. Returns the class.
         """
         name = getattr(workflow, "name", None)
         if not isinstance(name, str) or not name:
@@ -93,6 +98,10 @@ class Engine(WorkflowCommands):
         if known is not None and known is not workflow:
             raise InvalidInputError(f"another workflow is registered as {name!r}")
         self.workflows[name] = workflow
+        if execute:
+            self.executed[name] = workflow
+        else:
+            self.executed.pop(name, None)
         return workflow
 
     # Lifecycle ---------------------------------------------------------------
@@ -113,7 +122,7 @@ class Engine(WorkflowCommands):
             self._runtime = Runtime(
                 self._app,
                 self._writer,
-                self.workflows,
+                self.executed,
                 clock=self.clock,
                 poll_interval=self._poll_interval,
                 step_observer=self.step_observer,

@@ -45,7 +45,7 @@ class Runtime:
         *,
         clock: Clock,
         poll_interval: float = 0.1,
-        max_concurrent: int = 2000,
+        max_concurrent: int = 20_000,
         step_observer: Callable[[str, int, str, int], None] | None = None,
         read: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None,
     ) -> None:

@@ -43,13 +43,15 @@ class Session:
     def get(self, cls: type[AggregateT], aggregate_id: str, *, fresh: bool = False) -> AggregateT:
         """The aggregate ``aggregate_id`` of type ``cls``, loaded once per session.
 
-        ``fresh`` skips the cache: for aggregates other processes may have changed.
+        ``fresh``: other processes may have changed it, so a cached copy is
+        fast-forwarded with any newer stored events (one indexed query).
         """
         aggregate = self._loaded.get(aggregate_id)
         if aggregate is None:
-            use_cache = self._cache is not None and not fresh
-            cached = self._cache.get(aggregate_id) if use_cache else None  # type: ignore[union-attr]
-            if cached is not None:
+            cached = self._cache.get(aggregate_id) if self._cache is not None else None
+            if cached is not None and fresh:
+                cached = self.app.fast_forward(cached)
+            elif cached is not None:
                 self._from_cache.add(aggregate_id)
             aggregate = cached if cached is not None else self.app.load(cls, aggregate_id)
             self._loaded[aggregate_id] = aggregate

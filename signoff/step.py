@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from signoff.domain.durations import parse_duration
-from signoff.domain.errors import DuplicateStepError
+from signoff.domain.errors import DuplicateStepError, InvalidInputError
 from signoff.workflow import (
     ApprovalRejected,
     NonRetryableError,
@@ -99,14 +99,15 @@ class Step:
             result = fn()
             if inspect.isawaitable(result):
                 result = await asyncio.wait_for(result, limit) if limit else await result
+            a.runtime.app.check_storable(result, f"the result of step {name!r}")
         except (Suspended, asyncio.CancelledError):
             raise
         except Exception as error:
             if isinstance(error, TimeoutError):
                 error = TimeoutError(f"step {name!r} timed out after {limit} s")
-            final = isinstance(error, (NonRetryableError, *policy.non_retryable)) or (
-                attempt > policy.limit
-            )
+            final = isinstance(
+                error, (NonRetryableError, InvalidInputError, *policy.non_retryable)
+            ) or (attempt > policy.limit)
             retry_at = None if final else a.now() + policy.delay_before(attempt + 1)
             detail = {"type": type(error).__name__, "message": str(error)}
             await a.record_step(name, error=detail, attempt=attempt, retry_at=retry_at)

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventsourcing.persistence import Transcoding
+import orjson
+from eventsourcing.persistence import JSONTranscoder, Transcoding
 from pydantic import BaseModel
+
+
+class FastJSONTranscoder(JSONTranscoder):
+    """eventsourcing's JSON transcoder, encoding with orjson (several times faster).
+
+    The stored format is unchanged: registered types (datetimes, value objects)
+    are still written as ``{"_type_": ..., "_data_": ...}`` and decoded by the
+    standard decoder. Event data holds no UUID objects (ids are strings), which
+    orjson would write as plain strings.
+    """
+
+    _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+    def encode(self, obj: Any) -> bytes:
+        """Serialises ``obj`` to UTF-8 JSON bytes."""
+        return orjson.dumps(obj, default=self._encode_obj, option=self._OPTIONS)
 
 
 class PydanticAsDict(Transcoding):

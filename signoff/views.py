@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -60,7 +59,7 @@ class ApprovalInfo(View):
     @classmethod
     def of(cls, approval: Approval) -> ApprovalInfo:
         """Reads the view off an Approval aggregate."""
-        return cls(
+        return cls.model_construct(
             id=approval.id,
             status=approval.status,
             title=approval.title,
@@ -75,7 +74,14 @@ class ApprovalInfo(View):
             approvers=list(approval.policy.approvers),
             groups=list(approval.policy.groups),
             votes=[
-                VoteInfo(**{**dataclasses.asdict(v), "groups": list(v.groups)})
+                VoteInfo.model_construct(
+                    voter=v.voter,
+                    decision=v.decision,
+                    reason=v.reason,
+                    at=v.at,
+                    groups=list(v.groups),
+                    metadata=v.metadata,
+                )
                 for v in approval.votes
             ],
             approvals_needed=approval.approvals_needed,
@@ -107,7 +113,7 @@ class HistoryEntry(View):
         aggregate_type, _, event_name = type(stored).__qualname__.rpartition(".")
         fields = vars(stored)
         data = {k: _plain(v) for k, v in fields.items() if k not in _EVENT_BASE_FIELDS}
-        return cls(
+        return cls.model_construct(
             aggregate_id=stored.originator_id,
             aggregate_type=aggregate_type,
             version=stored.originator_version,
@@ -162,14 +168,14 @@ class WorkflowInfo(View):
         waiting = None
         if pending is not None:
             name, wait = pending
-            waiting = WaitInfo(
+            waiting = WaitInfo.model_construct(
                 name=name,
                 kind=wait["kind"],
                 deadline=wait["deadline"],
                 approval_id=wait.get("approval_id"),
                 event_type=wait.get("type"),
             )
-        return cls(
+        return cls.model_construct(
             id=run.id,
             name=run.name,
             status=run.status,

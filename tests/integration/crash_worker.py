@@ -1,6 +1,6 @@
 """A workflow engine process for the crash test: killed with SIGKILL at random points.
 
-Usage: python crash_worker.py STORE_URL LOG_FILE [START_N]
+Usage: python crash_worker.py STORE_URL LOG_FILE
 Every step execution appends "<run> <step> <unix time>" to LOG_FILE (fsynced)
 before doing anything else, so the test can count executions.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 import time
 from typing import Any
@@ -29,30 +30,28 @@ class Crashy(Workflow):
     async def run(self, event: WorkflowEvent, step: Step) -> Any:
         log = event.payload["log"]
         total = 0
+
+        async def work(name: str) -> int:
+            log_execution(log, event.id, name)
+            await asyncio.sleep(random.uniform(0.01, 0.2))  # noqa: S311 (test timing)
+            return 1
+
         for name in ("a", "b"):
-            total += await step.do(name, lambda n=name: (log_execution(log, event.id, n), 1)[1])
+            total += await step.do(name, lambda n=name: work(n))
         await self.report_progress({"before": "approval", "total": total})
         decision = await self.wait_for_approval(step, timeout="1 day", title="crash test")
         for name in ("c", "d"):
-
-            async def work(n: str = name) -> int:
-                log_execution(log, event.id, n)
-                await asyncio.sleep(0.001)
-                return 1
-
-            total += await step.do(name, work)
+            total += await step.do(name, lambda n=name: work(n))
         return {"total": total, "approved_by": (decision or {}).get("by")}
 
 
-async def main(store: str, log: str, start: int) -> None:
+async def main(store: str) -> None:
     engine = Engine(store, poll_interval=0.02)
     engine.register(Crashy)
     async with engine:
-        for n in range(start):
-            await engine.run_workflow("crashy", {"log": log}, id=f"run-{n}")
         while True:
             await asyncio.sleep(3600)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0))
+    asyncio.run(main(sys.argv[1]))

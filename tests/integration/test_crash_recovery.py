@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from signoff import AlreadyDecidedError, Engine, SignoffError
+from tests.integration.crash_worker import Crashy
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 RUNS = 40
 
 
-def spawn(store: str, log: Path, start: int = 0) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, str(WORKER), store, str(log), str(start)])
+def spawn(store: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(WORKER), store, str(log)])
 
 
 async def approve_waiting(store: str, rng: random.Random) -> int:
@@ -28,7 +29,7 @@ async def approve_waiting(store: str, rng: random.Random) -> int:
     approved = 0
     async with Engine(store) as engine:
         for approval in await engine.pending_approvals():
-            if rng.random() < 0.7 and approval.workflow_id:
+            if rng.random() < 0.3 and approval.workflow_id:
                 try:
                     await engine.approve_workflow(approval.workflow_id, by=f"approver-{rng.randint(1, 3)}")
                     approved += 1
@@ -45,24 +46,34 @@ async def test_sigkill_at_random_points_loses_nothing_and_never_reruns_a_complet
     log = tmp_path / "executions.log"
     rng = random.Random(20261125)
 
-    # Start the runs in a worker, then kill it again and again at random moments,
-    # approving waiting runs from this process in between.
+    # Queue the runs from this process (it does not execute them: no workflow registered).
+    async with Engine(store) as engine:
+        engine.register(Crashy, execute=False)
+        for n in range(RUNS):
+            await engine.run_workflow("crashy", {"log": str(log)}, id=f"run-{n}")
+
+    # A worker executes them; kill it again and again at random moments, approving
+    # waiting runs from this process in between.
     kills = 0
-    worker = spawn(store, log, RUNS)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.05, 0.6))
-        worker.send_signal(signal.SIGKILL)
+    worker = spawn(store, log)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.3, 0.9))  # the worker needs ~0.3 s to start
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            kills += 1
+            await approve_waiting(store, rng)
+            async with Engine(store) as engine:
+                page = await engine.get_workflows(status="complete", limit=1)
+            if page.total == RUNS:
+                break
+            worker = spawn(store, log)
+        else:
+            pytest.fail("runs did not complete in time")
+    finally:
+        worker.kill()
         worker.wait()
-        kills += 1
-        await approve_waiting(store, rng)
-        async with Engine(store) as engine:
-            page = await engine.get_workflows(status="complete", limit=1)
-        if page.total == RUNS:
-            break
-        worker = spawn(store, log)
-    else:
-        pytest.fail("runs did not complete in time")
 
     # Every run completed with every step counted once in its result.
     async with Engine(store) as engine:
