@@ -118,11 +118,11 @@ class Approval(SignoffAggregate):
         policy: ApprovalPolicy,
         deadline: datetime | None,
         workflow_id: str | None,
-        wait_name: str | None,
         actor: str,
         reason: str | None,
         command_id: str,
         timestamp: datetime,
+        wait_name: str | None = None,
     ) -> None:
         self.title = title
         self.description = description

@@ -196,14 +196,35 @@ class WorkflowRun(SignoffAggregate):
         self._move("receive")
         self._event_received(event_type=event_type, payload=payload, **cause.fields())
 
+    def approval_waits_started(self) -> list[str]:
+        """Names of the approval waits this generation has reached."""
+        return [name for name, wait in self.waits.items() if wait["kind"] == "approval"]
+
     def receive_decision(
-        self, cause: Cause, *, decision: str, groups: list[str], metadata: dict[str, Any]
+        self,
+        cause: Cause,
+        *,
+        decision: str,
+        groups: list[str],
+        metadata: dict[str, Any],
+        wait: str | None = None,
     ) -> None:
-        """Keeps a decision that arrived before the run reached its approval wait."""
+        """Keeps a decision for an approval wait the run has not reached yet: the named
+        one, or (unnamed) the first one, while the run has reached none."""
         self._move("receive")
+        if wait is not None and wait in self.waits:
+            raise ConflictError(f"run {self.id!r} already reached approval {wait!r}")
+        if wait is None and self.approval_waits_started():
+            raise ConflictError(
+                f"run {self.id!r} has no pending approval; name the wait to decide ahead"
+            )
         self._decision_received(
-            decision=decision, groups=groups, metadata=metadata, **cause.fields()
+            decision=decision, groups=groups, metadata=metadata, wait=wait, **cause.fields()
         )
+
+    def decisions_for(self, wait: str) -> list[dict[str, Any]]:
+        """The kept decisions that apply to approval wait ``wait``."""
+        return [d for d in self.decisions if d.get("wait") in (None, wait)]
 
     def complete(self, cause: Cause, *, result: Any) -> None:
         """Ends the run with ``result``."""
@@ -301,7 +322,7 @@ class WorkflowRun(SignoffAggregate):
         self.status = WAITING
         self.current_wait = name
         self.waits = {**self.waits, name: {"kind": kind, "deadline": deadline, **detail}}
-        self.decisions = self.decisions[detail.get("applied_decisions", 0) :]
+        self.decisions = [d for d in self.decisions if d.get("wait") not in (None, name)]
 
     @event("WaitResolved")
     def _wait_resolved(
@@ -356,6 +377,7 @@ class WorkflowRun(SignoffAggregate):
         reason: str | None,
         command_id: str,
         timestamp: datetime,
+        wait: str | None = None,
     ) -> None:
         kept = {
             "decision": decision,
@@ -363,6 +385,7 @@ class WorkflowRun(SignoffAggregate):
             "reason": reason,
             "groups": groups,
             "metadata": metadata,
+            "wait": wait,
         }
         self.decisions = [*self.decisions, kept]
 

@@ -81,7 +81,7 @@ class Activation:
         Raises:
             InvalidInputError: the value cannot be stored as JSON.
         """
-        self.runtime.app.check_storable(value, f"a {kind} report")
+        value = self.runtime.app.normalize(value, f"a {kind} report")
         self._reports_seen += 1
         if self._reports_seen > self.snapshot.reports:
             self._unsaved_reports.append((kind, value))
@@ -148,11 +148,11 @@ class Activation:
         workflow = self.workflow()
         workflow._context = self
         snap = self.snapshot
-        payload: Any = snap.params
-        if self.workflow.params_model is not None:
-            payload = self.workflow.params_model.model_validate(snap.params)
-        event = WorkflowEvent(payload, snap.id, snap.name, dict(snap.metadata), snap.started_at)
         try:
+            payload: Any = snap.params
+            if self.workflow.params_model is not None:  # stored params may predate the model
+                payload = self.workflow.params_model.model_validate(snap.params)
+            event = WorkflowEvent(payload, snap.id, snap.name, dict(snap.metadata), snap.started_at)
             result = await workflow.run(event, Step(self))
         except (Suspended, Stopped):
             if self._unsaved_reports:
@@ -164,7 +164,7 @@ class Activation:
             await self._fail(type(error).__name__, str(error))
         else:
             try:
-                self.runtime.app.check_storable(result, "the workflow's result")
+                result = self.runtime.app.normalize(result, "the workflow's result")
             except SignoffError as error:
                 await self._fail(type(error).__name__, str(error))
                 return

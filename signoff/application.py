@@ -27,7 +27,7 @@ from eventsourcing.utils import resolve_topic
 
 from signoff import approval_units
 from signoff.clock import Clock, SystemClock
-from signoff.commands import Cancel, Decide, Reassign, RequestApproval
+from signoff.commands import Cancel, Decide, Reassign, RequestApproval, has_reserved_shape
 from signoff.domain.approval import Approval
 from signoff.domain.base import Cause, SignoffAggregate
 from signoff.domain.errors import (
@@ -163,11 +163,14 @@ class SignoffApplication(Application[str]):
             return value
         raise ConcurrencyError(changed[0].id, MAX_ATTEMPTS)
 
-    def check_storable(self, value: Any, what: str) -> None:
-        """Refuses a value the store cannot hold (not JSON, NaN, huge ints), before it can
-        fail a whole batch of other people's writes."""
+    def normalize(self, value: Any, what: str) -> Any:
+        """Returns ``value`` as the store will give it back (tuples become lists ...), so
+        that live code and replays see the same thing; refuses what the store cannot hold
+        (not JSON, NaN, huge ints, reserved shapes) before it could fail a whole batch."""
+        if has_reserved_shape(value):
+            raise InvalidInputError(f'{what} holds a reserved {{"_type_", "_data_"}} object')
         try:
-            self.mapper.transcoder.encode(value)
+            return self.mapper.transcoder.decode(self.mapper.transcoder.encode(value))
         except (TypeError, ValueError) as error:
             raise InvalidInputError(f"{what} cannot be stored as JSON: {error}") from None
 

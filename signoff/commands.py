@@ -39,7 +39,21 @@ def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON")
     if any(abs(n) >= 2**63 for n in _integers(value)):
         raise ValueError("integers must fit in 64 bits")
+    if has_reserved_shape(value):
+        raise ValueError('objects with exactly the keys "_type_" and "_data_" are reserved')
     return value
+
+
+def has_reserved_shape(value: Any) -> bool:
+    """Tells whether JSON holds an object the event store would read back as one of
+    its own encoded types (``{"_type_": ..., "_data_": ...}``)."""
+    if isinstance(value, dict):
+        if value.keys() == {"_type_", "_data_"}:
+            return True
+        return any(has_reserved_shape(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_reserved_shape(v) for v in value)
+    return False
 
 
 def _integers(value: Any) -> list[int]:
@@ -130,6 +144,7 @@ class StartWorkflow(Command):
     params: JsonObject = Field(default_factory=dict)
     id: RunId | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    by: Name
 
 
 class SendEvent(Command):

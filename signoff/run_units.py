@@ -181,7 +181,7 @@ def _apply_early_decisions(
     run: WorkflowRun, approval: Approval, cause: Cause
 ) -> tuple[int, list[dict[str, Any]]]:
     applied, discarded = 0, []
-    for decision in run.decisions:
+    for decision in run.decisions_for(approval.wait_name or ""):
         if approval.is_decided:
             break
         applied += 1
@@ -207,19 +207,28 @@ def _apply_early_decisions(
 
 
 def decide(
-    session: Session, run_id: str, decision: str, cmd: Decide, *, command_id: str
+    session: Session,
+    run_id: str,
+    decision: str,
+    cmd: Decide,
+    *,
+    command_id: str,
+    wait: str | None = None,
 ) -> ApprovalInfo | None:
-    """Votes on the run's pending approval; keeps the decision for the run's next
-    approval wait when it has not reached one yet."""
+    """Votes on the run's pending approval (``wait``: only if it is that one); keeps the
+    decision for an approval wait the run has not reached yet."""
     run = session.get(WorkflowRun, run_id)
     pending = run.pending_wait()
-    if pending is not None and pending[1]["kind"] == "approval":
+    waiting_here = pending is not None and pending[1]["kind"] == "approval"
+    if pending is not None and waiting_here and wait in (None, pending[0]):
         approval_id = pending[1]["approval_id"]
         return approval_units.decide(session, approval_id, decision, cmd, command_id=command_id)
     if not run.is_active:
         raise IllegalTransitionError(run_id, run.status, decision)
     cause = session.app.cause(cmd.by, reason=cmd.reason, command_id=command_id)
-    run.receive_decision(cause, decision=decision, groups=cmd.groups, metadata=cmd.metadata)
+    run.receive_decision(
+        cause, decision=decision, groups=cmd.groups, metadata=cmd.metadata, wait=wait
+    )
     return None
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from signoff.commands import RequestApproval, validate
 from signoff.domain.durations import parse_duration
 from signoff.domain.errors import DuplicateStepError, InvalidInputError
 from signoff.workflow import (
@@ -99,7 +100,7 @@ class Step:
             result = fn()
             if inspect.isawaitable(result):
                 result = await asyncio.wait_for(result, limit) if limit else await result
-            a.runtime.app.check_storable(result, f"the result of step {name!r}")
+            result = a.runtime.app.normalize(result, f"the result of step {name!r}")
         except (Suspended, asyncio.CancelledError):
             raise
         except Exception as error:
@@ -163,15 +164,28 @@ class Step:
     ) -> dict[str, Any] | None:
         """See ``Workflow.wait_for_approval``."""
         a = self._a
+        checked = validate(
+            RequestApproval,
+            {
+                "title": title or f"Approve {a.snapshot.name} {a.snapshot.id}",
+                "requested_by": requested_by or f"workflow:{a.snapshot.name}",
+                "description": description,
+                "context": {} if context is None else context,
+                "approvers": list(approvers),
+                "groups": list(groups),
+                "required_approvals": required_approvals,
+                "rejection_threshold": rejection_threshold,
+            },
+        )
         request = ApprovalRequest(
-            title=title or f"Approve {a.snapshot.name} {a.snapshot.id}",
-            description=description,
-            context=dict(context or {}),
-            approvers=tuple(approvers),
-            groups=tuple(groups),
-            required_approvals=required_approvals,
-            rejection_threshold=rejection_threshold,
-            requested_by=requested_by or f"workflow:{a.snapshot.name}",
+            title=checked.title,
+            description=checked.description,
+            context=dict(checked.context),
+            approvers=tuple(checked.approvers),
+            groups=tuple(checked.groups),
+            required_approvals=checked.required_approvals,
+            rejection_threshold=checked.rejection_threshold,
+            requested_by=checked.requested_by,
         )
         resolution = await a.wait(name, "approval", timeout, {"request": request})
         outcome = resolution["outcome"]

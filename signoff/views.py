@@ -190,8 +190,20 @@ class WorkflowInfo(View):
             updated_at=run.modified_on,
             completed_at=run.completed_at,
             version=run.version,
-            next_commands=list(run.lifecycle.triggers(run.status)),
+            next_commands=sorted(
+                {_RUN_COMMANDS[t] for t in run.lifecycle.triggers(run.status) if t in _RUN_COMMANDS}
+            ),
         )
+
+
+_RUN_COMMANDS = {
+    "pause": "pause",
+    "resume": "resume",
+    "resume_waiting": "resume",
+    "terminate": "terminate",
+    "restart": "restart",
+}
+"""Lifecycle triggers a caller can ask for, by the name of their Engine method."""
 
 
 class WorkflowSummary(View):

@@ -50,6 +50,7 @@ class WorkflowCommands:
         *,
         id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        by: str = API_ACTOR,
     ) -> str:
         """Starts a run of a registered workflow and returns its id.
 
@@ -59,6 +60,7 @@ class WorkflowCommands:
                 when it declares one (bad params are refused before anything is stored).
             id: the run's id (default: a new one); an id already used is an error.
             metadata: labels for listing and filtering runs.
+            by: who starts it (the actor of the ``Started`` event).
         """
         if hasattr(params, "model_dump"):
             params = params.model_dump(mode="json")
@@ -69,6 +71,7 @@ class WorkflowCommands:
                 "params": {} if params is None else params,
                 "id": id,
                 "metadata": {} if metadata is None else metadata,
+                "by": by,
             },
         )
         workflow = self.workflows.get(cmd.name)
@@ -87,7 +90,7 @@ class WorkflowCommands:
         command_id = self._ids()
 
         def start(session: Session) -> str:
-            cause = session.app.cause(API_ACTOR, command_id=command_id)
+            cause = session.app.cause(cmd.by, command_id=command_id)
             run = WorkflowRun.start(
                 run_id=run_id,
                 name=cmd.name,
@@ -110,8 +113,12 @@ class WorkflowCommands:
         reason: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         groups: Iterable[str] = (),
+        wait: str | None = None,
     ) -> ApprovalInfo | None:
         """Approves the run's pending approval (as one vote of its quorum).
+
+        A run that has not reached an approval yet keeps the decision for its first
+        one; name ``wait`` to decide ahead for a later approval gate.
 
         Returns:
             The approval as it now stands, or ``None`` when the run has not reached
@@ -126,7 +133,7 @@ class WorkflowCommands:
                 "groups": list(groups),
             },
         )
-        return await self._decide_run(workflow_id, "approve", cmd)
+        return await self._decide_run(workflow_id, "approve", cmd, wait)
 
     async def reject_workflow(
         self,
@@ -135,18 +142,21 @@ class WorkflowCommands:
         by: str,
         reason: str | None = None,
         groups: Iterable[str] = (),
+        wait: str | None = None,
     ) -> ApprovalInfo | None:
         """Rejects the run's pending approval; its ``wait_for_approval`` raises
         ``ApprovalRejected``. Kept for later, like ``approve_workflow``."""
         cmd = validate(Decide, {"by": by, "reason": reason, "groups": list(groups)})
-        return await self._decide_run(workflow_id, "reject", cmd)
+        return await self._decide_run(workflow_id, "reject", cmd, wait)
 
     async def _decide_run(
-        self, workflow_id: str, decision: str, cmd: Decide
+        self, workflow_id: str, decision: str, cmd: Decide, wait: str | None
     ) -> ApprovalInfo | None:
         command_id = self._ids()
         info = await self._write(
-            lambda s: run_units.decide(s, workflow_id, decision, cmd, command_id=command_id)
+            lambda s: run_units.decide(
+                s, workflow_id, decision, cmd, command_id=command_id, wait=wait
+            )
         )
         if info is not None and info.status != "pending":
             self._wake(workflow_id)
