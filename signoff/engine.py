@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from signoff import approval_units
+from signoff import approval_units, run_units
 from signoff.adapters.persistence import StoreConfig, parse_store_url, prepare_store
 from signoff.application import SignoffApplication, new_id
 from signoff.clock import Clock, SystemClock
@@ -191,9 +191,9 @@ class Engine(WorkflowCommands):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, functools.partial(use_case, app))
 
-    def _wake(self, run_id: str) -> None:
+    def _wake(self, run_id: str, snapshot: run_units.RunSnapshot | None = None) -> None:
         if self._runtime is not None:
-            self._runtime.activate(run_id)
+            self._runtime.activate(run_id, snapshot=snapshot)
 
     def _command_id(self, given: str | None) -> str:
         return given or self._ids()
@@ -338,11 +338,16 @@ class Engine(WorkflowCommands):
         self, approval_id: str, decision: str, cmd: Decide, command_id: str | None
     ) -> ApprovalInfo:
         cid = self._command_id(command_id)
-        info = await self._write(
-            lambda s: approval_units.decide(s, approval_id, decision, cmd, command_id=cid)
-        )
-        if info.workflow_id and info.status != "pending":
-            self._wake(info.workflow_id)
+
+        def vote(s: Session) -> tuple[ApprovalInfo, run_units.RunSnapshot | None]:
+            info = approval_units.decide(s, approval_id, decision, cmd, command_id=cid)
+            run_id = info.workflow_id
+            settled = run_id is not None and info.status != "pending"
+            return info, run_units.ready_after(s, run_id, settled) if run_id else None
+
+        info, ready = await self._write(vote)
+        if ready is not None:
+            self._wake(ready.id, ready)
         return info
 
     async def get_approval(self, approval_id: str) -> ApprovalInfo:

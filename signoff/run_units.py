@@ -62,6 +62,14 @@ class RunSnapshot:
         )
 
 
+def ready_after(session: Session, run_id: str, ready: bool) -> RunSnapshot | None:
+    """The run's snapshot when a unit readied it (for its activation), else None."""
+    if not ready:
+        return None
+    run = session.get(WorkflowRun, run_id)
+    return RunSnapshot.of(run) if run.status == QUEUED else None
+
+
 def snapshot(session: Session, run_id: str, *, fresh: bool = False) -> RunSnapshot:
     """A unit that reads a run's snapshot (``fresh``: from the store, not the cache)."""
     return RunSnapshot.of(session.get(WorkflowRun, run_id, fresh=fresh))

@@ -112,27 +112,39 @@ class Runtime:
 
     # Activations -------------------------------------------------------------
 
-    def activate(self, run_id: str, *, changed_elsewhere: bool = False) -> None:
+    def activate(
+        self,
+        run_id: str,
+        *,
+        changed_elsewhere: bool = False,
+        snapshot: run_units.RunSnapshot | None = None,
+    ) -> None:
         """Makes sure the run executes (again) soon.
 
         ``changed_elsewhere``: another process may have changed the run, so the
         activation reads it from the store rather than the writer's cache.
+        ``snapshot``: the run as the write that readied it left it (saves a read).
         """
         if run_id in self._tasks:
             self._again.add(run_id)
             return
         self._idle.clear()
-        task = self._activate(run_id, fresh=changed_elsewhere)
+        task = self._activate(run_id, fresh=changed_elsewhere, snapshot=snapshot)
         self._tasks[run_id] = asyncio.get_running_loop().create_task(task)
 
-    async def _activate(self, run_id: str, *, fresh: bool) -> None:
+    async def _activate(
+        self, run_id: str, *, fresh: bool, snapshot: run_units.RunSnapshot | None
+    ) -> None:
         try:
             async with self._limit:
                 while True:
                     self._again.discard(run_id)
-                    snap = await self.writer.submit(
-                        lambda s: run_units.snapshot(s, run_id, fresh=fresh)
-                    )
+                    if snapshot is not None:
+                        snap, snapshot = snapshot, None
+                    else:
+                        snap = await self.writer.submit(
+                            lambda s: run_units.snapshot(s, run_id, fresh=fresh)
+                        )
                     workflow = self.workflows.get(snap.name)
                     if workflow is None or snap.status not in (QUEUED, RUNNING):
                         if run_id not in self._again:
@@ -178,14 +190,22 @@ class Runtime:
             if timer.kind == "wait":
                 name = timer.key.removeprefix("wait:")
                 ready = await self.writer.submit(
-                    lambda s: run_units.time_out(s, timer.target_id, name, command_id=command_id)
+                    lambda s: run_units.ready_after(
+                        s,
+                        timer.target_id,
+                        run_units.time_out(s, timer.target_id, name, command_id=command_id),
+                    )
                 )
             else:
                 ready = await self.writer.submit(
-                    lambda s: run_units.retry_due(s, timer.target_id, command_id=command_id)
+                    lambda s: run_units.ready_after(
+                        s,
+                        timer.target_id,
+                        run_units.retry_due(s, timer.target_id, command_id=command_id),
+                    )
                 )
-            if ready:
-                self.activate(timer.target_id)
+            if ready is not None:
+                self.activate(timer.target_id, snapshot=ready)
         except NotFoundError:
             pass
         except Exception:

@@ -40,7 +40,7 @@ class WorkflowCommands:
     async def _read(self, use_case: Callable[[SignoffApplication], T]) -> T:
         raise NotImplementedError
 
-    def _wake(self, run_id: str) -> None:
+    def _wake(self, run_id: str, snapshot: run_units.RunSnapshot | None = None) -> None:
         raise NotImplementedError
 
     async def run_workflow(
@@ -89,7 +89,7 @@ class WorkflowCommands:
         run_id = cmd.id or self._ids()
         command_id = self._ids()
 
-        def start(session: Session) -> str:
+        def start(session: Session) -> run_units.RunSnapshot:
             cause = session.app.cause(cmd.by, command_id=command_id)
             run = WorkflowRun.start(
                 run_id=run_id,
@@ -99,11 +99,11 @@ class WorkflowCommands:
                 cause=cause,
             )
             session.add(run, check_store=cmd.id is not None)
-            return run.id
+            return run_units.RunSnapshot.of(run)
 
         started = await self._write(start)
-        self._wake(started)
-        return started
+        self._wake(started.id, started)
+        return started.id
 
     async def approve_workflow(
         self,
@@ -153,13 +153,15 @@ class WorkflowCommands:
         self, workflow_id: str, decision: str, cmd: Decide, wait: str | None
     ) -> ApprovalInfo | None:
         command_id = self._ids()
-        info = await self._write(
-            lambda s: run_units.decide(
-                s, workflow_id, decision, cmd, command_id=command_id, wait=wait
-            )
-        )
-        if info is not None and info.status != "pending":
-            self._wake(workflow_id)
+
+        def vote(s: Session) -> tuple[ApprovalInfo | None, run_units.RunSnapshot | None]:
+            info = run_units.decide(s, workflow_id, decision, cmd, command_id=command_id, wait=wait)
+            settled = info is not None and info.status != "pending"
+            return info, run_units.ready_after(s, workflow_id, settled)
+
+        info, ready = await self._write(vote)
+        if ready is not None:
+            self._wake(workflow_id, ready)
         return info
 
     async def send_event(

@@ -90,23 +90,33 @@ class SqlIndex:
 
     def write(self, cursor: Cursor, update: IndexUpdate) -> None:
         """Applies ``update`` with the transaction's cursor, in key order (no deadlocks)."""
-        for run in sorted(update.runs, key=lambda r: r.id):
-            cursor.execute(
+        runs = sorted(update.runs, key=lambda r: r.id)
+        if runs:
+            cursor.executemany(
                 self._upsert_run,
-                (
-                    run.id,
-                    run.name,
-                    run.status,
-                    run.created_at,
-                    run.updated_at,
-                    run.completed_at,
-                    json.dumps(run.metadata),
-                ),
+                [
+                    (
+                        r.id,
+                        r.name,
+                        r.status,
+                        r.created_at,
+                        r.updated_at,
+                        r.completed_at,
+                        json.dumps(r.metadata),
+                    )
+                    for r in runs
+                ],
             )
-        for target_id in sorted(update.timers):
-            cursor.execute(self._clear_timers, (target_id,))
-            for t in update.timers[target_id]:
-                cursor.execute(self._insert_timer, (t.target_id, t.key, t.kind, t.due_at))
+        targets = sorted(update.timers)
+        if targets:
+            cursor.executemany(self._clear_timers, [(target,) for target in targets])
+        timers = [
+            (t.target_id, t.key, t.kind, t.due_at)
+            for target in targets
+            for t in update.timers[target]
+        ]
+        if timers:
+            cursor.executemany(self._insert_timer, timers)
 
     # Queries -----------------------------------------------------------------
 
