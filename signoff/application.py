@@ -41,8 +41,8 @@ from signoff.domain.errors import (
 from signoff.domain.policy import ApprovalPolicy
 from signoff.domain.schedule import Schedule
 from signoff.domain.workflow_run import WorkflowRun
+from signoff.index import ApprovalRow, RunIndex, epoch
 from signoff.indexing import index_for
-from signoff.pending_index import PendingIndex
 from signoff.session import AggregateT, Session
 from signoff.transcodings import FastJSONTranscoder, PydanticAsDict
 from signoff.views import ApprovalInfo, HistoryEntry
@@ -57,6 +57,17 @@ _NOT_FOUND: dict[type[SignoffAggregate], Callable[[str], NotFoundError]] = {
     WorkflowRun: WorkflowNotFoundError,
     Schedule: ScheduleNotFoundError,
 }
+
+
+def _may_vote(row: ApprovalRow, person: str, groups: tuple[str, ...], now: float) -> bool:
+    """The index's answer to Approval.can_vote (the approval is loaded only if it is yes)."""
+    if row.deadline is not None and now >= row.deadline:
+        return False
+    if person == row.requested_by or person in row.voters:
+        return False
+    if not row.approvers and not row.groups:
+        return True
+    return person in row.approvers or not set(row.groups).isdisjoint(groups)
 
 
 def fold(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -87,7 +98,6 @@ class SignoffApplication(Application[str]):
         super().__init__(env=env)
         self.clock: Clock = clock or SystemClock()
         self.ids = ids
-        self.pending_index = PendingIndex(self.recorder)
 
     def construct_recorder(self) -> ApplicationRecorder:
         """The store's recorder; the in-memory factory ignores a configured recorder
@@ -256,17 +266,26 @@ class SignoffApplication(Application[str]):
         return ApprovalInfo.of(self.load(Approval, approval_id))
 
     def pending_approvals(
-        self, approver: str | None = None, groups: tuple[str, ...] = ()
+        self, approver: str | None = None, groups: tuple[str, ...] = (), *, limit: int = 100
     ) -> list[ApprovalInfo]:
-        """Pending approvals, oldest first; for ``approver``, only those they may still vote on."""
-        found = []
-        now = self.clock.now()
-        for approval_id in self.pending_index.pending_ids():
-            approval = self.load(Approval, approval_id)
-            if approval.is_decided:
-                continue
-            if approver is None or approval.can_vote(approver, groups, now=now):
-                found.append(ApprovalInfo.of(approval))
+        """Pending approvals, oldest first; for ``approver``, only those they may still vote
+        on. Reads the approval index page by page and loads only what it returns."""
+        index: RunIndex = self.recorder  # type: ignore[assignment]
+        now = epoch(self.clock.now())
+        found: list[ApprovalInfo] = []
+        after: tuple[float, int] | None = None
+        while len(found) < limit:
+            rows = index.pending_approval_rows(after=after, limit=500)
+            for row in rows:
+                if approver is None or _may_vote(row, approver, groups, now):
+                    approval = self.load(Approval, row.id)
+                    if not approval.is_decided:
+                        found.append(ApprovalInfo.of(approval))
+                        if len(found) == limit:
+                            break
+            if len(rows) < 500:
+                break
+            after = (rows[-1].requested_at, rows[-1].seq)
         return found
 
     # Audit -------------------------------------------------------------------

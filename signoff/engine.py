@@ -355,13 +355,16 @@ class Engine(WorkflowCommands):
         return await self._read(lambda app: app.get_approval(approval_id))
 
     async def pending_approvals(
-        self, approver: str | None = None, *, groups: Iterable[str] = ()
+        self, approver: str | None = None, *, groups: Iterable[str] = (), limit: int = 100
     ) -> list[ApprovalInfo]:
-        """Pending approvals, oldest first; for ``approver``, only those they may vote on."""
+        """Pending approvals, oldest first; for ``approver``, only those they may vote on
+        (not their own, not voted yet, not past the deadline). At most ``limit``."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInputError("limit must be between 1 and 1000")
         member_of = tuple(
             validate(Decide, {"by": approver or "anyone", "groups": _listed(groups)}).groups
         )
-        return await self._read(lambda app: app.pending_approvals(approver, member_of))
+        return await self._read(lambda app: app.pending_approvals(approver, member_of, limit=limit))
 
     async def history(self, aggregate_id: str) -> list[HistoryEntry]:
         """The audit trail of one approval or run: its events with actor, reason and time."""

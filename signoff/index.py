@@ -38,15 +38,34 @@ class TimerRow:
     due_at: float
 
 
+@dataclass(frozen=True)
+class ApprovalRow:
+    """An approval as the index knows it: enough to build an approver's inbox
+    without loading every pending approval."""
+
+    id: str
+    status: str
+    requested_by: str
+    requested_at: float
+    deadline: float | None
+    workflow_id: str | None
+    approvers: list[str]
+    groups: list[str]
+    voters: list[str]
+    seq: int = 0
+    """Insertion order (ties of ``requested_at`` keep the order of the requests)."""
+
+
 @dataclass
 class IndexUpdate:
     """Rows to upsert, and the complete timer set of each target to replace."""
 
     runs: list[RunRow] = field(default_factory=list)
+    approvals: list[ApprovalRow] = field(default_factory=list)
     timers: dict[str, list[TimerRow]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.timers)
+        return bool(self.runs or self.approvals or self.timers)
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,12 @@ class RunIndex(Protocol):
 
     def count_runs(self, where: RunFilter) -> int:
         """How many runs match ``where``."""
+        ...
+
+    def pending_approval_rows(
+        self, *, after: tuple[float, int] | None, limit: int
+    ) -> list[ApprovalRow]:
+        """Pending approvals, oldest first, after the keyset position (requested_at, seq)."""
         ...
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from signoff.domain.approval import Approval
 from signoff.domain.base import SignoffAggregate
 from signoff.domain.workflow_run import ACTIVE, WorkflowRun
-from signoff.index import IndexUpdate, RunRow, TimerRow, epoch
+from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow, epoch
 
 
 def run_row(run: WorkflowRun) -> RunRow:
@@ -39,6 +40,21 @@ def run_timers(run: WorkflowRun) -> list[TimerRow]:
     return timers
 
 
+def approval_row(approval: Approval) -> ApprovalRow:
+    """The index row of an approval."""
+    return ApprovalRow(
+        id=approval.id,
+        status=approval.status,
+        requested_by=approval.requested_by,
+        requested_at=epoch(approval.created_on),
+        deadline=epoch(approval.deadline) if approval.deadline else None,
+        workflow_id=approval.workflow_id,
+        approvers=list(approval.policy.approvers),
+        groups=list(approval.policy.groups),
+        voters=[v.voter for v in approval.votes],
+    )
+
+
 def index_for(aggregates: Sequence[SignoffAggregate]) -> dict[str, Any]:
     """Keyword arguments for ``save``: the index rows of the changed aggregates."""
     update = IndexUpdate()
@@ -46,4 +62,6 @@ def index_for(aggregates: Sequence[SignoffAggregate]) -> dict[str, Any]:
         if isinstance(aggregate, WorkflowRun):
             update.runs.append(run_row(aggregate))
             update.timers[aggregate.id] = run_timers(aggregate)
+        elif isinstance(aggregate, Approval):
+            update.approvals.append(approval_row(aggregate))
     return {"index": update} if update else {}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
-from signoff.index import IndexUpdate, RunFilter, RunRow, TimerRow
+from signoff.index import ApprovalRow, IndexUpdate, RunFilter, RunRow, TimerRow
 
 
 class MemorySignoffRecorder(POPOApplicationRecorder):
@@ -18,6 +19,7 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         super().__init__()
         self._runs: dict[str, RunRow] = {}
         self._timers: dict[str, list[TimerRow]] = {}
+        self._approvals: dict[str, ApprovalRow] = {}
 
     def _insert_events(
         self,
@@ -42,6 +44,10 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
                             known.metadata,
                         )
                     self._runs[run.id] = run
+                for approval in index.approvals:
+                    earlier = self._approvals.get(approval.id)
+                    seq = earlier.seq if earlier else len(self._approvals) + 1
+                    self._approvals[approval.id] = replace(approval, seq=seq)
                 for target_id, timers in index.timers.items():
                     if timers:
                         self._timers[target_id] = list(timers)
@@ -86,6 +92,16 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         rows = sorted(self._matching(where), key=lambda r: (r.created_at, r.id), reverse=True)
         if after is not None:
             rows = [r for r in rows if (r.created_at, r.id) < after]
+        return rows[:limit]
+
+    def pending_approval_rows(
+        self, *, after: tuple[float, int] | None, limit: int
+    ) -> list[ApprovalRow]:
+        with self._database_lock:
+            rows = [a for a in self._approvals.values() if a.status == "pending"]
+        rows.sort(key=lambda a: (a.requested_at, a.seq))
+        if after is not None:
+            rows = [a for a in rows if (a.requested_at, a.seq) > after]
         return rows[:limit]
 
     def count_runs(self, where: RunFilter) -> int:

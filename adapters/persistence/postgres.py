@@ -20,6 +20,9 @@ def _dialect(schema: str) -> Dialect:
         param="%s",
         runs=f'"{schema}".signoff_runs',
         timers=f'"{schema}".signoff_timers',
+        approvals=f'"{schema}".signoff_approvals',
+        seq="seq",
+        seq_column=", seq BIGSERIAL",
         json_type="JSONB",
         metadata_match=postgres_metadata_match,
     )

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from signoff.index import IndexUpdate, RunFilter, RunRow, TimerRow
+from signoff.index import ApprovalRow, IndexUpdate, RunFilter, RunRow, TimerRow
 
 Cursor = Any
 
@@ -20,6 +20,9 @@ class Dialect:
     param: str  # "?" or "%s"
     runs: str  # qualified table names
     timers: str
+    approvals: str
+    seq: str  # the approvals table's insertion-order column
+    seq_column: str  # its DDL ("" where the database has one built in)
     json_type: str  # column type of metadata
     metadata_match: Callable[[str, Any], tuple[str, list[Any]]]  # (key, value) -> (sql, params)
 
@@ -27,6 +30,7 @@ class Dialect:
         """DDL of the index tables (idempotent)."""
         runs_index = self.runs.replace(".", "_").replace('"', "")
         timers_index = self.timers.replace(".", "_").replace('"', "")
+        approvals_index = self.approvals.replace(".", "_").replace('"', "")
         return [
             f"CREATE TABLE IF NOT EXISTS {self.runs} ("
             "id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, "
@@ -39,6 +43,14 @@ class Dialect:
             "target_id TEXT NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL, "
             "due_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (target_id, key))",
             f"CREATE INDEX IF NOT EXISTS {timers_index}_due ON {self.timers} (due_at)",
+            f"CREATE TABLE IF NOT EXISTS {self.approvals} ("
+            "id TEXT PRIMARY KEY, status TEXT NOT NULL, requested_by TEXT NOT NULL, "
+            "requested_at DOUBLE PRECISION NOT NULL, deadline DOUBLE PRECISION, "
+            f"workflow_id TEXT, approvers {self.json_type} NOT NULL, "
+            f"groups {self.json_type} NOT NULL, voters {self.json_type} NOT NULL"
+            f"{self.seq_column})",
+            f"CREATE INDEX IF NOT EXISTS {approvals_index}_status "
+            f"ON {self.approvals} (status, requested_at)",
         ]
 
 
@@ -80,6 +92,13 @@ class SqlIndex:
             "status = excluded.status, updated_at = excluded.updated_at, "
             "completed_at = excluded.completed_at"
         )
+        self._upsert_approval = (
+            f"INSERT INTO {dialect.approvals} (id, status, requested_by, requested_at, "
+            f"deadline, workflow_id, approvers, groups, voters) "
+            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO UPDATE SET "
+            "status = excluded.status, approvers = excluded.approvers, "
+            "groups = excluded.groups, voters = excluded.voters"
+        )
         self._clear_timers = f"DELETE FROM {dialect.timers} WHERE target_id = {p}"
         self._insert_timer = (
             f"INSERT INTO {dialect.timers} (target_id, key, kind, due_at) "
@@ -105,6 +124,25 @@ class SqlIndex:
                         json.dumps(r.metadata),
                     )
                     for r in runs
+                ],
+            )
+        approvals = sorted(update.approvals, key=lambda a: a.id)
+        if approvals:
+            cursor.executemany(
+                self._upsert_approval,
+                [
+                    (
+                        a.id,
+                        a.status,
+                        a.requested_by,
+                        a.requested_at,
+                        a.deadline,
+                        a.workflow_id,
+                        json.dumps(a.approvers),
+                        json.dumps(a.groups),
+                        json.dumps(a.voters),
+                    )
+                    for a in approvals
                 ],
             )
         targets = sorted(update.timers)
@@ -193,9 +231,41 @@ class SqlIndex:
             for r in rows
         ]
 
+    def pending_approval_rows(
+        self, *, after: tuple[float, int] | None, limit: int
+    ) -> list[ApprovalRow]:
+        p, seq = self.d.param, self.d.seq
+        sql = f"SELECT *, {seq} AS seq FROM {self.d.approvals} WHERE status = 'pending'"
+        params: list[Any] = []
+        if after is not None:
+            sql += f" AND (requested_at > {p} OR (requested_at = {p} AND {seq} > {p}))"
+            params.extend([after[0], after[0], after[1]])
+        sql += f" ORDER BY requested_at, {seq} LIMIT {p}"
+        rows = self._rows(sql, (*params, limit))
+        return [
+            ApprovalRow(
+                r["id"],
+                r["status"],
+                r["requested_by"],
+                r["requested_at"],
+                r["deadline"],
+                r["workflow_id"],
+                _json(r["approvers"]),
+                _json(r["groups"]),
+                _json(r["voters"]),
+                r["seq"],
+            )
+            for r in rows
+        ]
+
     def count_runs(self, where: RunFilter) -> int:
         clauses, params = self._where(where)
         sql = f"SELECT COUNT(*) AS n FROM {self.d.runs}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         return int(self._rows(sql, params)[0]["n"])
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value (PostgreSQL's jsonb arrives decoded, SQLite's TEXT does not)."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -15,6 +15,9 @@ DIALECT = Dialect(
     param="?",
     runs="signoff_runs",
     timers="signoff_timers",
+    approvals="signoff_approvals",
+    seq="rowid",
+    seq_column="",
     json_type="TEXT",
     metadata_match=sqlite_metadata_match,
 )
