@@ -8,6 +8,7 @@ before doing anything else, so the test can count executions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import sys
@@ -33,15 +34,15 @@ class Crashy(Workflow):
 
         async def work(name: str) -> int:
             log_execution(log, event.id, name)
-            await asyncio.sleep(random.uniform(0.01, 0.2))  # noqa: S311 (test timing)
+            await asyncio.sleep(random.uniform(0.01, 0.2))
             return 1
 
         for name in ("a", "b"):
-            total += await step.do(name, lambda n=name: work(n))
+            total += await step.do(name, functools.partial(work, name))
         await self.report_progress({"before": "approval", "total": total})
         decision = await self.wait_for_approval(step, timeout="1 day", title="crash test")
         for name in ("c", "d"):
-            total += await step.do(name, lambda n=name: work(n))
+            total += await step.do(name, functools.partial(work, name))
         return {"total": total, "approved_by": (decision or {}).get("by")}
 
 

@@ -31,7 +31,9 @@ async def approve_waiting(store: str, rng: random.Random) -> int:
         for approval in await engine.pending_approvals():
             if rng.random() < 0.3 and approval.workflow_id:
                 try:
-                    await engine.approve_workflow(approval.workflow_id, by=f"approver-{rng.randint(1, 3)}")
+                    await engine.approve_workflow(
+                        approval.workflow_id, by=f"approver-{rng.randint(1, 3)}"
+                    )
                     approved += 1
                 except (AlreadyDecidedError, SignoffError):
                     pass
