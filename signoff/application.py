@@ -9,6 +9,7 @@ loop.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from eventsourcing.utils import resolve_topic
 
 from signoff import approval_units
 from signoff.clock import Clock, SystemClock
-from signoff.commands import Cancel, Decide, Reassign, RequestApproval, has_reserved_shape
+from signoff.commands import Cancel, Decide, Reassign, RequestApproval
 from signoff.domain.approval import Approval
 from signoff.domain.base import Cause, SignoffAggregate
 from signoff.domain.errors import (
@@ -43,6 +44,7 @@ from signoff.domain.schedule import Schedule
 from signoff.domain.workflow_run import WorkflowRun
 from signoff.index import ApprovalRow, RunIndex, epoch
 from signoff.indexing import index_for
+from signoff.json_values import inspect_json
 from signoff.session import AggregateT, Session
 from signoff.transcodings import FastJSONTranscoder, PydanticAsDict
 from signoff.views import ApprovalInfo, HistoryEntry
@@ -141,7 +143,7 @@ class SignoffApplication(Application[str]):
         self, actor: str, *, reason: str | None = None, command_id: str | None = None
     ) -> Cause:
         """The cause of a change made now."""
-        return Cause(actor, command_id or self.ids(), self.clock.now(), reason)
+        return Cause(actor, command_id or os.urandom(12).hex(), self.clock.now(), reason)
 
     def load(self, cls: type[AggregateT], aggregate_id: str) -> AggregateT:
         """Loads an aggregate of type ``cls`` or raises its typed not-found error."""
@@ -177,8 +179,11 @@ class SignoffApplication(Application[str]):
         """Returns ``value`` as the store will give it back (tuples become lists ...), so
         that live code and replays see the same thing; refuses what the store cannot hold
         (not JSON, NaN, huge ints, reserved shapes) before it could fail a whole batch."""
-        if has_reserved_shape(value):
-            raise InvalidInputError(f'{what} holds a reserved {{"_type_", "_data_"}} object')
+        problem, plain = inspect_json(value)
+        if problem:
+            raise InvalidInputError(f"{what} cannot be stored: {problem}")
+        if plain:
+            return value
         try:
             return self.mapper.transcoder.decode(self.mapper.transcoder.encode(value))
         except (TypeError, ValueError) as error:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -19,6 +19,7 @@ from pydantic import (
 from signoff.domain.base import SYSTEM_ACTOR
 from signoff.domain.durations import parse_duration
 from signoff.domain.errors import InvalidInputError
+from signoff.json_values import inspect_json
 
 MAX_JSON_BYTES = 256 * 1024
 """Largest context or metadata document accepted, serialised."""
@@ -31,41 +32,12 @@ def _person(name: str) -> str:
 
 
 def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
-    try:
-        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except ValueError:
-        raise ValueError("NaN and Infinity are not JSON") from None
-    if len(encoded) > MAX_JSON_BYTES:
+    problem, _ = inspect_json(value)
+    if problem:
+        raise ValueError(problem)
+    if len(orjson.dumps(value)) > MAX_JSON_BYTES:
         raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON")
-    if any(abs(n) >= 2**63 for n in _integers(value)):
-        raise ValueError("integers must fit in 64 bits")
-    if has_reserved_shape(value):
-        raise ValueError('objects with exactly the keys "_type_" and "_data_" are reserved')
     return value
-
-
-def has_reserved_shape(value: Any) -> bool:
-    """Tells whether JSON holds an object the event store would read back as one of
-    its own encoded types (``{"_type_": ..., "_data_": ...}``)."""
-    if isinstance(value, dict):
-        if value.keys() == {"_type_", "_data_"}:
-            return True
-        return any(has_reserved_shape(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(has_reserved_shape(v) for v in value)
-    return False
-
-
-def _integers(value: Any) -> list[int]:
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, dict):
-        return [n for v in value.values() for n in _integers(v)]
-    if isinstance(value, list):
-        return [n for v in value for n in _integers(v)]
-    return []
 
 
 def _unique(names: list[str] | None) -> list[str] | None:

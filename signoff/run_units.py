@@ -96,11 +96,15 @@ class RunWrite(Generic[T]):
         self.reports = reports
         self.change = change
         self._make_cause = make_cause
+        self._cause: Cause | None = None
         self.run_moved_on = False
 
     def cause(self) -> Cause:
-        """The cause of what the runtime records (actor ``system``)."""
-        return self._make_cause(SYSTEM_ACTOR)
+        """The cause of what the runtime records: actor ``system``, one command id and
+        time for everything this write records."""
+        if self._cause is None:
+            self._cause = self._make_cause(SYSTEM_ACTOR)
+        return self._cause
 
     def __call__(self, session: Session) -> tuple[T, RunSnapshot]:
         run = session.get(WorkflowRun, self.run_id)
