@@ -216,6 +216,37 @@ class SignoffApplication(Application[str]):
 
         return self.execute(apply)
 
+    def rebuild_index(self, *, batch: int = 500) -> int:
+        """Rewrites the run, approval and timer index from the event log (after an
+        upgrade, or to repair it); returns how many aggregates it indexed."""
+        index: RunIndex = self.recorder  # type: ignore[assignment]
+        ids: dict[str, None] = {}
+        position = 0
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=position, limit=1000, inclusive_of_start=False
+            )
+            for notification in notifications:
+                ids[str(notification.originator_id)] = None
+            if len(notifications) < 1000:
+                break
+            position = notifications[-1].id
+        indexed = 0
+        chunk: list[SignoffAggregate] = []
+        for aggregate_id in ids:
+            chunk.append(self.repository.get(aggregate_id, projector_func=fold))
+            if len(chunk) == batch:
+                indexed += self._write_index(index, chunk)
+                chunk = []
+        return indexed + self._write_index(index, chunk)
+
+    @staticmethod
+    def _write_index(index: RunIndex, aggregates: list[SignoffAggregate]) -> int:
+        update = index_for(aggregates).get("index")
+        if update:
+            index.write_index(update)
+        return len(aggregates)
+
     # Approvals ---------------------------------------------------------------
 
     def request_approval(self, cmd: RequestApproval, *, command_id: str | None = None) -> str:

@@ -130,6 +130,22 @@ def pending(
     console.print(table)
 
 
+@app.command("rebuild-index")
+def rebuild_index(store: StoreOption = DEFAULT_STORE) -> None:
+    """Rewrites the run, approval and timer index tables from the event log."""
+    from signoff.adapters.persistence import parse_store_url, prepare_store
+    from signoff.application import SignoffApplication
+
+    config = parse_store_url(store)
+    prepare_store(config)
+    application = SignoffApplication(config.env)
+    try:
+        count = application.rebuild_index()
+    finally:
+        application.close()
+    console.print(f"indexed {count} aggregate(s) of {store}")
+
+
 def main() -> None:
     """Entry point of the ``signoff`` script."""
     app()

@@ -23,6 +23,7 @@ from signoff.application import SignoffApplication, new_id
 from signoff.clock import Clock, SystemClock
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval, validate
 from signoff.domain.errors import InvalidInputError
+from signoff.index import RunIndex
 from signoff.indexing import index_for
 from signoff.runtime import Runtime
 from signoff.session import Session
@@ -157,7 +158,11 @@ class Engine(WorkflowCommands):
         with self._opening:
             if self._app is None:
                 prepare_store(self.store)
-                self._app = SignoffApplication(self.store.env, clock=self.clock, ids=self._ids)
+                app = SignoffApplication(self.store.env, clock=self.clock, ids=self._ids)
+                index: RunIndex = app.recorder  # type: ignore[assignment]
+                if index.index_is_empty() and app.recorder.max_notification_id():
+                    app.rebuild_index()  # a store written before the index existed
+                self._app = app
             if self._writer is None:
                 self._writer = GroupCommitWriter(
                     self._app,

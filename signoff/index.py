@@ -104,6 +104,14 @@ class RunIndex(Protocol):
         """How many runs match ``where``."""
         ...
 
+    def write_index(self, update: IndexUpdate) -> None:
+        """Writes index rows in a transaction of their own (rebuilding the index)."""
+        ...
+
+    def index_is_empty(self) -> bool:
+        """Tells whether no run or approval row was ever written."""
+        ...
+
     def pending_approval_rows(
         self, *, after: tuple[float, int] | None, limit: int
     ) -> list[ApprovalRow]:

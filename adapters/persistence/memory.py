@@ -31,29 +31,42 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         with self._database_lock:
             notification_ids = super()._insert_events(stored_events, **kwargs)
             if index:
-                for run in index.runs:
-                    known = self._runs.get(run.id)
-                    if known is not None:
-                        run = RunRow(
-                            run.id,
-                            known.name,
-                            run.status,
-                            known.created_at,
-                            run.updated_at,
-                            run.completed_at,
-                            known.metadata,
-                        )
-                    self._runs[run.id] = run
-                for approval in index.approvals:
-                    earlier = self._approvals.get(approval.id)
-                    seq = earlier.seq if earlier else len(self._approvals) + 1
-                    self._approvals[approval.id] = replace(approval, seq=seq)
-                for target_id, timers in index.timers.items():
-                    if timers:
-                        self._timers[target_id] = list(timers)
-                    else:
-                        self._timers.pop(target_id, None)
+                self._apply(index)
             return notification_ids
+
+    def write_index(self, update: IndexUpdate) -> None:
+        """Writes index rows on their own (rebuilding the index)."""
+        with self._database_lock:
+            self._apply(update)
+
+    def index_is_empty(self) -> bool:
+        """Tells whether no run or approval row was ever written."""
+        with self._database_lock:
+            return not self._runs and not self._approvals
+
+    def _apply(self, index: IndexUpdate) -> None:
+        for run in index.runs:
+            known = self._runs.get(run.id)
+            if known is not None:
+                run = RunRow(
+                    run.id,
+                    known.name,
+                    run.status,
+                    known.created_at,
+                    run.updated_at,
+                    run.completed_at,
+                    known.metadata,
+                )
+            self._runs[run.id] = run
+        for approval in index.approvals:
+            earlier = self._approvals.get(approval.id)
+            seq = earlier.seq if earlier else len(self._approvals) + 1
+            self._approvals[approval.id] = replace(approval, seq=seq)
+        for target_id, timers in index.timers.items():
+            if timers:
+                self._timers[target_id] = list(timers)
+            else:
+                self._timers.pop(target_id, None)
 
     def due_timers(self, now: float, limit: int) -> list[TimerRow]:
         with self._database_lock:

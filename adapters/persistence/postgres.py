@@ -36,7 +36,12 @@ class PostgresSignoffRecorder(SqlIndex, PostgresApplicationRecorder):
     ) -> None:
         PostgresApplicationRecorder.__init__(self, datastore, events_table_name=events_table_name)
         dialect = _dialect(datastore.schema)
-        SqlIndex.__init__(self, dialect, lambda: datastore.transaction(commit=False))
+        SqlIndex.__init__(
+            self,
+            dialect,
+            lambda: datastore.transaction(commit=False),
+            lambda: datastore.transaction(commit=True),
+        )
         self.sql_create_statements.extend(SQL(s).format() for s in dialect.create_statements())
 
     def _insert_events(

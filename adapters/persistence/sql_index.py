@@ -80,10 +80,14 @@ class SqlIndex:
     """Writes and queries the index tables with one dialect."""
 
     def __init__(
-        self, dialect: Dialect, read: Callable[[], AbstractContextManager[Cursor]]
+        self,
+        dialect: Dialect,
+        read: Callable[[], AbstractContextManager[Cursor]],
+        write: Callable[[], AbstractContextManager[Cursor]],
     ) -> None:
         self.d = dialect
         self._read = read
+        self._write_transaction = write
         p = dialect.param
         self._upsert_run = (
             f"INSERT INTO {dialect.runs} "
@@ -155,6 +159,17 @@ class SqlIndex:
         ]
         if timers:
             cursor.executemany(self._insert_timer, timers)
+
+    def write_index(self, update: IndexUpdate) -> None:
+        """Writes index rows in a transaction of their own (rebuilding the index)."""
+        with self._write_transaction() as cursor:
+            self.write(cursor, update)
+
+    def index_is_empty(self) -> bool:
+        """Tells whether no run or approval row was ever written."""
+        runs = self._rows(f"SELECT 1 AS x FROM {self.d.runs} LIMIT 1", ())
+        approvals = self._rows(f"SELECT 1 AS x FROM {self.d.approvals} LIMIT 1", ())
+        return not runs and not approvals
 
     # Queries -----------------------------------------------------------------
 

@@ -30,7 +30,12 @@ class SQLiteSignoffRecorder(SqlIndex, SQLiteApplicationRecorder):
         self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
     ) -> None:
         SQLiteApplicationRecorder.__init__(self, datastore, events_table_name)
-        SqlIndex.__init__(self, DIALECT, lambda: datastore.transaction(commit=False))
+        SqlIndex.__init__(
+            self,
+            DIALECT,
+            lambda: datastore.transaction(commit=False),
+            lambda: datastore.transaction(commit=True),
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         """Creates the events table and the index tables."""

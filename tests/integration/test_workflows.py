@@ -8,6 +8,7 @@ tell that a finished step never runs again, however often a run is replayed.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -1094,3 +1095,33 @@ async def test_a_decision_taken_by_another_engine_resumes_the_run(
         assert info.status == "complete"
         assert RETURNED[run_id] == {"via": "api"}
         assert CALLS[run_id, "process"] == 1
+
+
+async def test_the_index_is_rebuilt_from_the_event_log(tmp_path, clock: ManualClock):
+    path = f"{tmp_path}/events.db"
+    durable_store_url = f"sqlite:///{path}"
+
+    # A run waits for an approval; a standalone approval is pending.
+    async with Engine(durable_store_url, clock=clock) as engine:
+        engine.register(Expense)
+        run_id = await engine.run_workflow("expense", {"amount": 5})
+        await engine.settle()
+        standalone = await engine.request_approval(title="t", requested_by="carol")
+
+    # The index tables are lost (a store written before they existed).
+    with sqlite3.connect(path) as db:
+        for table in ("signoff_runs", "signoff_approvals", "signoff_timers"):
+            db.execute(f"DELETE FROM {table}")
+
+    # A new engine rebuilds them from the events: listings, inbox and timers work again.
+    async with Engine(durable_store_url, clock=clock) as engine:
+        engine.register(Expense)
+        page = await engine.get_workflows()
+        inbox = {a.id for a in await engine.pending_approvals()}
+        clock.advance("8 days")
+        await engine.settle()
+        info = await engine.get_workflow(run_id)
+
+    assert [item.id for item in page.items] == [run_id]
+    assert standalone in inbox
+    assert info.status == "errored"
