@@ -81,9 +81,9 @@ class Activation:
         Raises:
             InvalidInputError: the value cannot be stored as JSON.
         """
-        value = self.runtime.app.normalize(value, f"a {kind} report")
         self._reports_seen += 1
         if self._reports_seen > self.snapshot.reports:
+            value = self.runtime.app.normalize(value, f"a {kind} report")
             self._unsaved_reports.append((kind, value))
 
     async def record_step(
@@ -117,13 +117,15 @@ class Activation:
         detail: dict[str, Any],
     ) -> dict[str, Any]:
         """Returns the resolution of wait ``name``, starting the wait if it is new;
-        suspends the activation while it is pending."""
+        suspends the activation while it is pending. Callables in ``detail`` are
+        called only when the wait starts."""
         self.claim_name(name)
         resolution = self.snapshot.resolutions.get(name)
         if resolution is not None:
             return resolution
         if name in self.snapshot.waits:
             raise Suspended
+        detail = {k: v() if callable(v) else v for k, v in detail.items()}
         if until is None:
             deadline = None
         elif isinstance(until, datetime):

@@ -164,29 +164,33 @@ class Step:
     ) -> dict[str, Any] | None:
         """See ``Workflow.wait_for_approval``."""
         a = self._a
-        checked = validate(
-            RequestApproval,
-            {
-                "title": title or f"Approve {a.snapshot.name} {a.snapshot.id}",
-                "requested_by": requested_by or f"workflow:{a.snapshot.name}",
-                "description": description,
-                "context": {} if context is None else context,
-                "approvers": list(approvers),
-                "groups": list(groups),
-                "required_approvals": required_approvals,
-                "rejection_threshold": rejection_threshold,
-            },
-        )
-        request = ApprovalRequest(
-            title=checked.title,
-            description=checked.description,
-            context=dict(checked.context),
-            approvers=tuple(checked.approvers),
-            groups=tuple(checked.groups),
-            required_approvals=checked.required_approvals,
-            rejection_threshold=checked.rejection_threshold,
-            requested_by=checked.requested_by,
-        )
+
+        def request() -> ApprovalRequest:
+            # Validated only when the wait starts, not on every replay past it.
+            checked = validate(
+                RequestApproval,
+                {
+                    "title": title or f"Approve {a.snapshot.name} {a.snapshot.id}",
+                    "requested_by": requested_by or f"workflow:{a.snapshot.name}",
+                    "description": description,
+                    "context": {} if context is None else context,
+                    "approvers": list(approvers),
+                    "groups": list(groups),
+                    "required_approvals": required_approvals,
+                    "rejection_threshold": rejection_threshold,
+                },
+            )
+            return ApprovalRequest(
+                title=checked.title,
+                description=checked.description,
+                context=dict(checked.context),
+                approvers=tuple(checked.approvers),
+                groups=tuple(checked.groups),
+                required_approvals=checked.required_approvals,
+                rejection_threshold=checked.rejection_threshold,
+                requested_by=checked.requested_by,
+            )
+
         resolution = await a.wait(name, "approval", timeout, {"request": request})
         outcome = resolution["outcome"]
         if outcome == "approved":
