@@ -19,6 +19,7 @@
     │   └── NotRequesterError
     └── InvalidInputError
         ├── UnknownWorkflowError
+        ├── UnknownCallbackError
         └── DuplicateStepError
 
 Each class carries a stable ``code`` (used on the wire) and keeps the ids
@@ -186,3 +187,11 @@ class UnknownWorkflowError(InvalidInputError):
 
 class DuplicateStepError(InvalidInputError):
     """Raised inside a run when its code uses one step or wait name twice."""
+
+
+class UnknownCallbackError(InvalidInputError):
+    """Raised when a schedule names a callback that is not registered."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no callback named {name!r} is registered")
+        self.name = name

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from eventsourcing.domain import event
 
 from signoff.domain.base import Cause, SignoffAggregate
-from signoff.domain.errors import InvalidInputError
+from signoff.domain.errors import ConflictError, InvalidInputError
 from signoff.domain.lifecycle import Lifecycle
 
 SCHEDULED, FINISHED, CANCELLED = "scheduled", "finished", "cancelled"
@@ -25,6 +25,7 @@ SCHEDULE_LIFECYCLE = Lifecycle(
         ("finish", SCHEDULED, FINISHED),
         ("fail", SCHEDULED, SCHEDULED),
         ("cancel", SCHEDULED, CANCELLED),
+        ("claim", SCHEDULED, SCHEDULED),
     ],
 )
 
@@ -83,6 +84,22 @@ class Schedule(SignoffAggregate):
         self.fired_count = 0
         self.failures = 0
         self.last_error: str | None = None
+        self.claimed_by: str | None = None
+        self.claimed_until: datetime | None = None
+
+    def is_claimed(self, now: datetime) -> bool:
+        """Tells whether a process holds an unexpired claim to fire it."""
+        return self.claimed_until is not None and now < self.claimed_until
+
+    def claim(self, cause: Cause, *, owner: str, until: datetime) -> None:
+        """Takes the right to fire the due timer until ``until`` (a lease: if the owner
+        dies, another process may claim it once the lease has expired)."""
+        self.lifecycle.next_status(self.id, self.status, "claim")
+        if self.due_at is None or cause.timestamp < self.due_at:
+            raise ConflictError(f"schedule {self.id!r} is not due")
+        if self.is_claimed(cause.timestamp) and self.claimed_by != owner:
+            raise ConflictError(f"schedule {self.id!r} is being fired by {self.claimed_by}")
+        self._claimed(owner=owner, until=until, **cause.fields())
 
     def fired(self, cause: Cause, *, next_due_at: datetime | None) -> None:
         """Records a successful firing; a recurring timer advances to ``next_due_at``."""
@@ -103,6 +120,20 @@ class Schedule(SignoffAggregate):
         self.lifecycle.next_status(self.id, self.status, "cancel")
         self._cancelled(**cause.fields())
 
+    @event("Claimed")
+    def _claimed(
+        self,
+        *,
+        owner: str,
+        until: datetime,
+        actor: str,
+        reason: str | None,
+        command_id: str,
+        timestamp: datetime,
+    ) -> None:
+        self.claimed_by = owner
+        self.claimed_until = until
+
     @event("Finished")
     def _finished(
         self, *, actor: str, reason: str | None, command_id: str, timestamp: datetime
@@ -111,6 +142,8 @@ class Schedule(SignoffAggregate):
         self.fired_count += 1
         self.failures = 0
         self.due_at = None
+        self.claimed_by = None
+        self.claimed_until = None
 
     @event("Advanced")
     def _advanced(
@@ -125,6 +158,8 @@ class Schedule(SignoffAggregate):
         self.fired_count += 1
         self.failures = 0
         self.due_at = next_due_at
+        self.claimed_by = None
+        self.claimed_until = None
 
     @event("FireFailed")
     def _fire_failed(
@@ -140,6 +175,8 @@ class Schedule(SignoffAggregate):
         self.failures += 1
         self.last_error = error
         self.due_at = retry_at
+        self.claimed_by = None
+        self.claimed_until = None
 
     @event("Cancelled")
     def _cancelled(
@@ -147,3 +184,5 @@ class Schedule(SignoffAggregate):
     ) -> None:
         self.status = CANCELLED
         self.due_at = None
+        self.claimed_by = None
+        self.claimed_until = None

@@ -26,6 +26,7 @@ from signoff.errors import (
     ScheduleNotFoundError,
     SelfApprovalError,
     SignoffError,
+    UnknownCallbackError,
     UnknownWorkflowError,
     WorkflowNotFoundError,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "Step",
     "StepFailed",
     "SystemClock",
+    "UnknownCallbackError",
     "UnknownWorkflowError",
     "VoteInfo",
     "WaitInfo",

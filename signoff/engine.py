@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -26,6 +27,7 @@ from signoff.domain.errors import InvalidInputError
 from signoff.index import RunIndex
 from signoff.indexing import index_for
 from signoff.runtime import Runtime
+from signoff.schedule_api import Callback, ScheduleCommands
 from signoff.session import Session
 from signoff.views import ApprovalInfo, HistoryEntry
 from signoff.workflow import Workflow
@@ -38,7 +40,7 @@ W = TypeVar("W", bound=Workflow)
 DEFAULT_STORE = "sqlite:///signoff.db"
 
 
-class Engine(WorkflowCommands):
+class Engine(WorkflowCommands, ScheduleCommands):
     """Durable workflows and approvals over one event store.
 
     Args:
@@ -74,6 +76,10 @@ class Engine(WorkflowCommands):
         """Every workflow this engine knows (and may start runs of)."""
         self.executed: dict[str, type[Workflow]] = {}
         """The workflows whose runs this engine executes."""
+        self.callbacks: dict[str, Callback] = {}
+        """The callbacks schedules may name (``register_callback``)."""
+        self.instance_id = uuid.uuid4().hex
+        """This engine's name in schedule claims (unique per process and engine)."""
         self._app: SignoffApplication | None = None
         self._writer: GroupCommitWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -127,6 +133,9 @@ class Engine(WorkflowCommands):
                 clock=self.clock,
                 poll_interval=self._poll_interval,
                 step_observer=self.step_observer,
+                callbacks=self.callbacks,
+                owner=self.instance_id,
+                engine=self,
                 read=lambda query: self._read(lambda app: query()),
             )
             await self._runtime.start()

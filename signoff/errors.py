@@ -20,6 +20,7 @@ from signoff.domain.errors import (
     ScheduleNotFoundError,
     SelfApprovalError,
     SignoffError,
+    UnknownCallbackError,
     UnknownWorkflowError,
     WorkflowNotFoundError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "ScheduleNotFoundError",
     "SelfApprovalError",
     "SignoffError",
+    "UnknownCallbackError",
     "UnknownWorkflowError",
     "WorkflowNotFoundError",
 ]

@@ -104,6 +104,12 @@ class RunIndex(Protocol):
         """How many runs match ``where``."""
         ...
 
+    def timers_of_kind(
+        self, kind: str, *, key: str | None, start: float | None, end: float | None, limit: int
+    ) -> list[TimerRow]:
+        """Timers of ``kind`` (and ``key``), due between ``start`` and ``end``, earliest first."""
+        ...
+
     def write_index(self, update: IndexUpdate) -> None:
         """Writes index rows in a transaction of their own (rebuilding the index)."""
         ...

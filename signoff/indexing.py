@@ -7,6 +7,7 @@ from typing import Any
 
 from signoff.domain.approval import Approval
 from signoff.domain.base import SignoffAggregate
+from signoff.domain.schedule import SCHEDULED, Schedule
 from signoff.domain.workflow_run import ACTIVE, WorkflowRun
 from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow, epoch
 
@@ -55,6 +56,17 @@ def approval_row(approval: Approval) -> ApprovalRow:
     )
 
 
+def schedule_timers(schedule: Schedule) -> list[TimerRow]:
+    """When a schedule is due: its due time, or the end of the claim a process holds
+    (so that a claimant that died is replaced once its lease runs out)."""
+    if schedule.status != SCHEDULED or schedule.due_at is None:
+        return []
+    due = schedule.due_at
+    if schedule.claimed_until is not None and schedule.claimed_until > due:
+        due = schedule.claimed_until
+    return [TimerRow(schedule.id, f"schedule:{schedule.kind}", "schedule", epoch(due))]
+
+
 def index_for(aggregates: Sequence[SignoffAggregate]) -> dict[str, Any]:
     """Keyword arguments for ``save``: the index rows of the changed aggregates."""
     update = IndexUpdate()
@@ -64,4 +76,6 @@ def index_for(aggregates: Sequence[SignoffAggregate]) -> dict[str, Any]:
             update.timers[aggregate.id] = run_timers(aggregate)
         elif isinstance(aggregate, Approval):
             update.approvals.append(approval_row(aggregate))
+        elif isinstance(aggregate, Schedule):
+            update.timers[aggregate.id] = schedule_timers(aggregate)
     return {"index": update} if update else {}

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
-from signoff import run_units
+from signoff import run_units, schedule_units
 from signoff.activation import Activation
 from signoff.application import SignoffApplication
 from signoff.clock import Clock
@@ -48,6 +50,10 @@ class Runtime:
         max_concurrent: int = 20_000,
         step_observer: Callable[[str, int, str, int], None] | None = None,
         read: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None,
+        callbacks: dict[str, Callable[[Any, Any], Any]] | None = None,
+        owner: str = "signoff",
+        engine: Any = None,
+        lease: timedelta = timedelta(seconds=60),
     ) -> None:
         self.app = app
         self.writer = writer
@@ -56,6 +62,10 @@ class Runtime:
         self.poll_interval = poll_interval
         self.step_observer = step_observer
         self._reader = read
+        self.callbacks = callbacks if callbacks is not None else {}
+        self.owner = owner
+        self.engine = engine
+        self.lease = lease
         self._limit = asyncio.Semaphore(max_concurrent)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
@@ -187,6 +197,9 @@ class Runtime:
     async def _fire(self, timer: TimerRow) -> None:
         try:
             command_id = self.app.ids()
+            if timer.kind == "schedule":
+                await self._fire_schedule(timer.target_id)
+                return
             if timer.kind == "wait":
                 name = timer.key.removeprefix("wait:")
                 ready = await self.writer.submit(
@@ -211,6 +224,36 @@ class Runtime:
         except Exception:
             self._fired.discard((timer.target_id, timer.key, timer.due_at))
             log.exception("timer %s of %s failed; it fires again", timer.key, timer.target_id)
+
+    async def _fire_schedule(self, schedule_id: str) -> None:
+        """Claims a due schedule, runs its callback, records the outcome (at least once:
+        a crash between the callback and the record runs it again after the lease)."""
+        names = frozenset(self.callbacks)
+        claim = await self.writer.submit(
+            lambda s: schedule_units.claim(
+                s,
+                schedule_id,
+                owner=self.owner,
+                lease=self.lease,
+                callbacks=names,
+                command_id=self.app.ids(),
+            )
+        )
+        if claim is None:
+            return
+        error: str | None = None
+        try:
+            outcome = self.callbacks[claim.callback](claim.payload, self.engine)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as failure:
+            error = f"{type(failure).__name__}: {failure}"
+            log.warning("schedule %s: callback %s failed: %s", schedule_id, claim.callback, error)
+        await self.writer.submit(
+            lambda s: schedule_units.record_outcome(
+                s, schedule_id, owner=self.owner, error=error, command_id=self.app.ids()
+            )
+        )
 
     # Tests and tools -----------------------------------------------------------
 

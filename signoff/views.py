@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from signoff.domain.approval import Approval
 from signoff.domain.base import CAUSE_FIELDS, SignoffEvent
+from signoff.domain.schedule import Schedule
 from signoff.domain.workflow_run import WorkflowRun
 
 _EVENT_BASE_FIELDS = {"originator_id", "originator_version", "originator_topic", *CAUSE_FIELDS}
@@ -224,3 +225,36 @@ class WorkflowPage(View):
     items: list[WorkflowSummary]
     total: int
     next_cursor: str | None
+
+
+class ScheduleInfo(View):
+    """A durable timer: what it calls, when, and how it went."""
+
+    id: str
+    type: str
+    callback: str
+    payload: Any
+    status: str
+    next_run: datetime | None
+    spec: str | None
+    fired_count: int
+    failures: int
+    last_error: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> ScheduleInfo:
+        """Reads the view off a Schedule aggregate."""
+        return cls.model_construct(
+            id=schedule.id,
+            type=schedule.kind,
+            callback=schedule.callback,
+            payload=schedule.payload,
+            status=schedule.status,
+            next_run=schedule.due_at,
+            spec=schedule.spec,
+            fired_count=schedule.fired_count,
+            failures=schedule.failures,
+            last_error=schedule.last_error,
+            created_at=schedule.created_on,
+        )

@@ -73,6 +73,21 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
             due = [t for ts in self._timers.values() for t in ts if t.due_at <= now]
         return sorted(due, key=lambda t: t.due_at)[:limit]
 
+    def timers_of_kind(
+        self, kind: str, *, key: str | None, start: float | None, end: float | None, limit: int
+    ) -> list[TimerRow]:
+        with self._database_lock:
+            rows = [
+                t
+                for ts in self._timers.values()
+                for t in ts
+                if t.kind == kind
+                and (key is None or t.key == key)
+                and (start is None or t.due_at >= start)
+                and (end is None or t.due_at <= end)
+            ]
+        return sorted(rows, key=lambda t: t.due_at)[:limit]
+
     def next_due(self) -> float | None:
         with self._database_lock:
             dues = [t.due_at for ts in self._timers.values() for t in ts]

@@ -187,6 +187,23 @@ class SqlIndex:
         )
         return [TimerRow(r["target_id"], r["key"], r["kind"], r["due_at"]) for r in rows]
 
+    def timers_of_kind(
+        self, kind: str, *, key: str | None, start: float | None, end: float | None, limit: int
+    ) -> list[TimerRow]:
+        p = self.d.param
+        sql = f"SELECT target_id, key, kind, due_at FROM {self.d.timers} WHERE kind = {p}"
+        params: list[Any] = [kind]
+        for clause, value in (
+            (f"key = {p}", key),
+            (f"due_at >= {p}", start),
+            (f"due_at <= {p}", end),
+        ):
+            if value is not None:
+                sql += f" AND {clause}"
+                params.append(value)
+        rows = self._rows(f"{sql} ORDER BY due_at LIMIT {p}", (*params, limit))
+        return [TimerRow(r["target_id"], r["key"], r["kind"], r["due_at"]) for r in rows]
+
     def next_due(self) -> float | None:
         rows = self._rows(f"SELECT MIN(due_at) AS due FROM {self.d.timers}", ())
         return rows[0]["due"] if rows and rows[0]["due"] is not None else None
