@@ -71,6 +71,7 @@ class Runtime:
         self._again: set[str] = set()
         self._fired: set[tuple[str, str, float]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._timer_pass = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -184,7 +185,12 @@ class Runtime:
     # Timers ------------------------------------------------------------------
 
     async def _fire_due_timers(self) -> int:
-        """Fires every due timer once; returns how many it fired."""
+        """Fires every due timer once; returns how many it fired. One pass at a time, so
+        that ``settle`` waits for a pass the timer loop has in flight."""
+        async with self._timer_pass:
+            return await self._fire_due_timers_now()
+
+    async def _fire_due_timers_now(self) -> int:
         now = epoch(self.clock.now())
         due = await self._read(lambda: self.index.due_timers(now, 1000))
         keys = {(t.target_id, t.key, t.due_at) for t in due}
