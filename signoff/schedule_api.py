@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from signoff import schedule_units
 from signoff.application import SignoffApplication
@@ -21,6 +21,7 @@ from signoff.views import ScheduleInfo
 T = TypeVar("T")
 Callback = Callable[[Any, Any], Awaitable[Any] | Any]
 """A schedule's callback: called with (payload, engine); may be async."""
+C = TypeVar("C", bound=Callback)
 
 SCHEDULE_ACTOR = "api"
 
@@ -38,13 +39,19 @@ class ScheduleCommands:
     async def _read(self, use_case: Callable[[SignoffApplication], T]) -> T:
         raise NotImplementedError
 
-    def register_callback(self, name: str, fn: Callback | None = None) -> Any:
+    @overload
+    def register_callback(self, name: str) -> Callable[[C], C]: ...
+
+    @overload
+    def register_callback(self, name: str, fn: C) -> C: ...
+
+    def register_callback(self, name: str, fn: C | None = None) -> C | Callable[[C], C]:
         """Registers ``fn`` under ``name`` for schedules to call; without ``fn``, returns a
         decorator: ``@engine.register_callback("send_reminder")``."""
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError("a callback needs a non-empty name")
 
-        def add(function: Callback) -> Callback:
+        def add(function: C) -> C:
             known = self.callbacks.get(name)
             if known is not None and known is not function:
                 raise InvalidInputError(f"another callback is registered as {name!r}")
