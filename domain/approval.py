@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from eventsourcing.domain import event
@@ -13,6 +13,7 @@ from signoff.domain.base import SYSTEM_ACTOR, Cause, SignoffAggregate
 from signoff.domain.errors import (
     AlreadyDecidedError,
     AlreadyVotedError,
+    ConflictError,
     DeadlinePassedError,
     InvalidInputError,
     NotAnApproverError,
@@ -43,6 +44,8 @@ APPROVAL_LIFECYCLE = Lifecycle(
         ("expire", PENDING, EXPIRED),
         ("cancel", PENDING, CANCELLED),
         ("reassign", PENDING, PENDING),
+        ("remind", PENDING, PENDING),
+        ("escalate", PENDING, PENDING),
     ],
     error=AlreadyDecidedError,
 )
@@ -93,6 +96,16 @@ class Approval(SignoffAggregate):
             raise InvalidInputError(str(error)) from None
         if deadline is not None and deadline <= cause.timestamp:
             raise InvalidInputError("the deadline must lie in the future")
+        if policy.on_timeout != "expire" and deadline is None:
+            raise InvalidInputError(f"on_timeout={policy.on_timeout!r} needs a timeout")
+        for level in policy.escalation:
+            try:
+                policy.model_copy(
+                    update={"approvers": level.approvers, "groups": level.groups}
+                ).check_satisfiable(cause.actor)
+            except ValueError as error:
+                raise InvalidInputError(f"escalation level: {error}") from None
+        now = cause.timestamp
         return cls(
             id=approval_id,
             title=title,
@@ -103,6 +116,8 @@ class Approval(SignoffAggregate):
             deadline=deadline,
             workflow_id=workflow_id,
             wait_name=wait_name,
+            next_reminder_at=_after(now, policy.remind_every, deadline),
+            escalate_at=_after(now, policy.escalate_after, None),
             **cause.fields(),
         )
 
@@ -123,6 +138,8 @@ class Approval(SignoffAggregate):
         command_id: str,
         timestamp: datetime,
         wait_name: str | None = None,
+        next_reminder_at: datetime | None = None,
+        escalate_at: datetime | None = None,
     ) -> None:
         self.title = title
         self.description = description
@@ -132,6 +149,10 @@ class Approval(SignoffAggregate):
         self.deadline = deadline
         self.workflow_id = workflow_id
         self.wait_name = wait_name
+        self.next_reminder_at = next_reminder_at
+        self.escalate_at = escalate_at
+        self.reminders = 0
+        self.escalation_level = 0
         self.status = PENDING
         self.votes: list[Vote] = []
         self.decided_at: datetime | None = None
@@ -213,6 +234,61 @@ class Approval(SignoffAggregate):
         if self.deadline is None or cause.timestamp < self.deadline:
             raise NotYetDueError(self.id)
         self._expired(deadline=self.deadline, **cause.fields())
+
+    def time_out(self, cause: Cause) -> None:
+        """Applies the policy's ``on_timeout`` once the deadline has passed: expire,
+        reject, approve (recorded with the caller's actor, ``system``) or escalate."""
+        self.lifecycle.next_status(self.id, self.status, "expire")
+        if self.deadline is None or cause.timestamp < self.deadline:
+            raise NotYetDueError(self.id)
+        action = self.policy.on_timeout
+        if action == "escalate" and self.escalation_level < len(self.policy.escalation):
+            self.escalate(cause, on_timeout=True)
+        elif action == "reject":
+            self._rejected(rejecters=[], **cause.fields())
+        elif action == "approve":
+            self._approved(approvers=[], metadata={}, **cause.fields())
+        else:
+            self._expired(deadline=self.deadline, **cause.fields())
+
+    def remind(self, cause: Cause) -> None:
+        """Records a reminder to the approvers (and when the next one is due)."""
+        self.lifecycle.next_status(self.id, self.status, "remind")
+        if self.next_reminder_at is None or cause.timestamp < self.next_reminder_at:
+            raise NotYetDueError(self.id)
+        self._reminded(
+            recipients=[*self.policy.approvers, *self.policy.groups],
+            count=self.reminders + 1,
+            next_reminder_at=_after(cause.timestamp, self.policy.remind_every, self.deadline),
+            **cause.fields(),
+        )
+
+    def escalate(self, cause: Cause, *, on_timeout: bool = False) -> None:
+        """Hands the approval to the next level of the escalation chain, with its new
+        deadline; recorded with who, why and to whom."""
+        self.lifecycle.next_status(self.id, self.status, "escalate")
+        chain = self.policy.escalation
+        if self.escalation_level >= len(chain):
+            raise ConflictError(f"approval {self.id!r} has no escalation level left")
+        if not on_timeout and (self.escalate_at is None or cause.timestamp < self.escalate_at):
+            raise NotYetDueError(self.id)
+        level = chain[self.escalation_level]
+        deadline = self.deadline
+        if level.timeout is not None:
+            deadline = cause.timestamp + timedelta(seconds=level.timeout)
+        elif on_timeout and deadline is not None:
+            deadline = cause.timestamp + (deadline - self.created_on)  # the original timeout
+        more = self.escalation_level + 1 < len(chain)
+        self._escalated(
+            level=self.escalation_level + 1,
+            approvers=list(level.approvers),
+            groups=list(level.groups),
+            previous_approvers=list(self.policy.approvers),
+            previous_groups=list(self.policy.groups),
+            deadline=deadline,
+            escalate_at=_after(cause.timestamp, self.policy.escalate_after, None) if more else None,
+            **cause.fields(),
+        )
 
     def reassign(
         self,
@@ -360,8 +436,58 @@ class Approval(SignoffAggregate):
             update={"approvers": tuple(approvers), "groups": tuple(groups)}
         )
 
+    @event("Reminded")
+    def _reminded(
+        self,
+        *,
+        recipients: list[str],
+        count: int,
+        next_reminder_at: datetime | None,
+        actor: str,
+        reason: str | None,
+        command_id: str,
+        timestamp: datetime,
+    ) -> None:
+        self.reminders = count
+        self.next_reminder_at = next_reminder_at
+
+    @event("Escalated")
+    def _escalated(
+        self,
+        *,
+        level: int,
+        approvers: list[str],
+        groups: list[str],
+        previous_approvers: list[str],
+        previous_groups: list[str],
+        deadline: datetime | None,
+        escalate_at: datetime | None,
+        actor: str,
+        reason: str | None,
+        command_id: str,
+        timestamp: datetime,
+    ) -> None:
+        self.escalation_level = level
+        self.policy = self.policy.model_copy(
+            update={"approvers": tuple(approvers), "groups": tuple(groups)}
+        )
+        self.deadline = deadline
+        self.escalate_at = escalate_at
+        if self.next_reminder_at is not None and deadline is not None:
+            self.next_reminder_at = min(self.next_reminder_at, deadline)
+
     def _decide(self, status: str, actor: str, reason: str | None, timestamp: datetime) -> None:
         self.status = status
+        self.next_reminder_at = None
+        self.escalate_at = None
         self.decided_by = actor
         self.decision_reason = reason
         self.decided_at = timestamp
+
+
+def _after(now: datetime, seconds: float | None, limit: datetime | None) -> datetime | None:
+    """``now`` plus ``seconds``, or None when there is no period or it falls past ``limit``."""
+    if seconds is None:
+        return None
+    when = now + timedelta(seconds=seconds)
+    return None if limit is not None and when >= limit else when

@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OnTimeout = Literal["expire", "reject", "approve", "escalate"]
+
+
+class EscalationLevel(BaseModel):
+    """Who decides after an escalation, and how long they get."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approvers: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds the new deciders get (a new deadline from the escalation); None keeps it."""
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> EscalationLevel:
+        if not self.approvers and not self.groups:
+            raise ValueError("an escalation level names approvers or groups")
+        return self
 
 
 class ApprovalPolicy(BaseModel):
@@ -23,6 +43,23 @@ class ApprovalPolicy(BaseModel):
     approvers: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     rejection_threshold: int = Field(default=1, ge=1, le=1000)
+    on_timeout: OnTimeout = "expire"
+    """What the deadline does: expire it (a workflow's wait returns None), reject it,
+    approve it (explicit opt-in; recorded with actor ``system``) or escalate it."""
+    remind_every: float | None = Field(default=None, gt=0)
+    """Seconds between reminders while it is pending."""
+    escalate_after: float | None = Field(default=None, gt=0)
+    """Seconds after the request (and after each escalation) to escalate to the next level."""
+    escalation: tuple[EscalationLevel, ...] = ()
+    """The escalation chain: level 1, 2, ... in order."""
+
+    @model_validator(mode="after")
+    def _check_times(self) -> ApprovalPolicy:
+        if (self.escalate_after is not None or self.on_timeout == "escalate") and not (
+            self.escalation
+        ):
+            raise ValueError("escalating needs an escalation chain (escalation=[...])")
+        return self
 
     @model_validator(mode="after")
     def _check_names(self) -> ApprovalPolicy:

@@ -186,6 +186,8 @@ class WorkflowRun(SignoffAggregate):
         self._move("resolve")
         if name not in self.waits or name in self.resolutions:
             raise ConflictError(f"wait {name!r} of run {self.id!r} is not pending")
+        if outcome == "event" and self.waits[name]["kind"] != "event":
+            raise ConflictError(f"wait {name!r} of run {self.id!r} does not wait for an event")
         wakes = self.status == WAITING and self.current_wait == name
         if wakes:
             self._move("wake")
@@ -225,6 +227,13 @@ class WorkflowRun(SignoffAggregate):
     def decisions_for(self, wait: str) -> list[dict[str, Any]]:
         """The kept decisions that apply to approval wait ``wait``."""
         return [d for d in self.decisions if d.get("wait") in (None, wait)]
+
+    def note_wait(self, cause: Cause, *, name: str, detail: dict[str, Any]) -> None:
+        """Records news about a pending wait (an approval reminded or escalated)."""
+        self._move("receive")
+        if name not in self.waits or name in self.resolutions:
+            raise ConflictError(f"wait {name!r} of run {self.id!r} is not pending")
+        self._wait_noted(name=name, detail=detail, **cause.fields())
 
     def complete(self, cause: Cause, *, result: Any) -> None:
         """Ends the run with ``result``."""
@@ -322,7 +331,10 @@ class WorkflowRun(SignoffAggregate):
         self.status = WAITING
         self.current_wait = name
         self.waits = {**self.waits, name: {"kind": kind, "deadline": deadline, **detail}}
-        self.decisions = [d for d in self.decisions if d.get("wait") not in (None, name)]
+        # An approval takes the decisions kept for it (named or unnamed); another kind of
+        # wait can use none: those named for it are dropped, unnamed ones stay kept.
+        taken = (None, name) if kind == "approval" else (name,)
+        self.decisions = [d for d in self.decisions if d.get("wait") not in taken]
 
     @event("WaitResolved")
     def _wait_resolved(
@@ -352,6 +364,19 @@ class WorkflowRun(SignoffAggregate):
         if outcome == "event":
             event_type = self.waits[name]["type"]
             self.consumed = {**self.consumed, event_type: self.consumed.get(event_type, 0) + 1}
+
+    @event("WaitNoted")
+    def _wait_noted(
+        self,
+        *,
+        name: str,
+        detail: dict[str, Any],
+        actor: str,
+        reason: str | None,
+        command_id: str,
+        timestamp: datetime,
+    ) -> None:
+        self.waits = {**self.waits, name: {**self.waits[name], **detail}}
 
     @event("EventReceived")
     def _event_received(

@@ -9,12 +9,13 @@ same transaction.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval
 from signoff.domain.approval import APPROVED, EXPIRED, REJECTED, Approval
 from signoff.domain.base import SYSTEM_ACTOR, Cause
-from signoff.domain.errors import NotFoundError
-from signoff.domain.policy import ApprovalPolicy
+from signoff.domain.errors import InvalidInputError, NotFoundError
+from signoff.domain.policy import ApprovalPolicy, EscalationLevel
 from signoff.domain.workflow_run import WorkflowRun
 from signoff.session import Session
 from signoff.views import ApprovalInfo
@@ -23,13 +24,31 @@ MakeCause = Callable[..., Cause]
 
 
 def policy_of(cmd: RequestApproval) -> ApprovalPolicy:
-    """The policy a request asks for."""
-    return ApprovalPolicy(
-        required_approvals=cmd.required_approvals,
-        approvers=tuple(cmd.approvers),
-        groups=tuple(cmd.groups),
-        rejection_threshold=cmd.rejection_threshold,
-    )
+    """The policy a request asks for (refused with InvalidInputError when inconsistent)."""
+
+    def seconds(duration: timedelta | None) -> float | None:
+        return duration.total_seconds() if duration is not None else None
+
+    try:
+        return ApprovalPolicy(
+            required_approvals=cmd.required_approvals,
+            approvers=tuple(cmd.approvers),
+            groups=tuple(cmd.groups),
+            rejection_threshold=cmd.rejection_threshold,
+            on_timeout=cmd.on_timeout,
+            remind_every=seconds(cmd.remind_every),
+            escalate_after=seconds(cmd.escalate_after),
+            escalation=tuple(
+                EscalationLevel(
+                    approvers=tuple(level.approvers),
+                    groups=tuple(level.groups),
+                    timeout=seconds(level.timeout),
+                )
+                for level in cmd.escalation
+            ),
+        )
+    except ValueError as error:
+        raise InvalidInputError(str(error).splitlines()[-1].strip()) from None
 
 
 def request(session: Session, cmd: RequestApproval, *, approval_id: str, command_id: str) -> str:
@@ -91,6 +110,66 @@ def expire(session: Session, approval_id: str, *, command_id: str) -> ApprovalIn
     )
     settle_run_wait(session, approval, command_id=command_id)
     return ApprovalInfo.of(approval)
+
+
+def on_timer(session: Session, approval_id: str, key: str, *, command_id: str) -> str | None:
+    """Does what an approval's timer asks when it is due: time out (per the policy),
+    remind or escalate. Tells the waiting run, if any. Returns the run id to wake, if any.
+
+    Does nothing when the timer is no longer due (timers may fire twice).
+    """
+    approval = session.get(Approval, approval_id, fresh=True)
+    if approval.is_decided:
+        return None
+    now = session.app.clock.now()
+    due = {
+        "deadline": approval.deadline,
+        "remind": approval.next_reminder_at,
+        "escalate": approval.escalate_at,
+    }.get(key)
+    if due is None or now < due:
+        return None
+    reason = {
+        "deadline": "deadline passed",
+        "remind": "still pending",
+        "escalate": "not decided in time",
+    }[key]
+    cause = session.app.cause(SYSTEM_ACTOR, reason=reason, command_id=command_id)
+    level, reminders = approval.escalation_level, approval.reminders
+    if key == "deadline":
+        approval.time_out(cause)
+    elif key == "remind":
+        approval.remind(cause)
+    else:
+        approval.escalate(cause)
+    if approval.escalation_level != level or approval.reminders != reminders:
+        note_run_wait(session, approval, cause)
+    if settle_run_wait(session, approval, command_id=command_id):
+        return approval.workflow_id
+    return None
+
+
+def note_run_wait(session: Session, approval: Approval, cause: Cause) -> None:
+    """Tells the run that waits on ``approval`` about a reminder or an escalation."""
+    if approval.workflow_id is None or approval.wait_name is None:
+        return
+    try:
+        run = session.get(WorkflowRun, approval.workflow_id)
+    except NotFoundError:
+        return
+    name = approval.wait_name
+    if run.is_active and name in run.waits and name not in run.resolutions:
+        run.note_wait(
+            cause,
+            name=name,
+            detail={
+                "escalation_level": approval.escalation_level,
+                "reminders": approval.reminders,
+                "approvers": list(approval.policy.approvers),
+                "groups": list(approval.policy.groups),
+                "deadline": approval.deadline,
+            },
+        )
 
 
 def settle_run_wait(session: Session, approval: Approval, *, command_id: str) -> bool:

@@ -1,12 +1,15 @@
 """``make bench``: throughput and memory figures on the real stores (printed, never asserted).
 
-Usage: python -m signoff.bench [--n N] [--waiting W] [--stores sqlite,postgres]
+Usage: python -m signoff.bench [--n N] [--waiting W] [--schedules S] [--stores sqlite,postgres]
 
 - approvals: request N standalone approvals, then approve them all.
 - expense cycle (the seed's ExpenseWorkflow): start N runs -> validate step ->
   wait for approval; then approve all -> process step -> complete. All N runs
   are started first, then all approved, as the issue asks.
 - memory: RSS of the process with W runs waiting for approval (SQLite).
+- timer lateness: with S one-shot schedules pending an hour ahead (SQLite, real
+  clock, poll interval 0.05 s), how late 200 schedules due over ~5 s fire
+  (callback time minus due time), and the RSS before and after creating the S.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import argparse
 import asyncio
 import gc
 import os
+import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -118,6 +123,52 @@ async def waiting_memory(store: str, n: int) -> dict[str, float]:
     }
 
 
+async def timer_lateness(store: str, pending: int, timed: int = 200) -> dict[str, float]:
+    """Creates ``pending`` one-shot schedules due in an hour, then ``timed`` due over the
+    next ~5 s; reports how late the ``timed`` ones fire and the memory the pending cost."""
+    late: list[float] = []
+
+    def stamp(payload: Any, _engine: Engine) -> None:
+        late.append(time.time() - payload["due"])
+
+    async with Engine(store, poll_interval=0.05) as engine:
+        engine.register_callback("bench-stamp", stamp)
+        gc.collect()
+        before = rss_mib()
+        created = time.perf_counter()
+        in_an_hour = engine.clock.now() + timedelta(hours=1)
+        for first in range(0, pending, 5000):
+            await asyncio.gather(
+                *(
+                    engine.schedule(in_an_hour, "bench-stamp", {"due": 0, "n": i})
+                    for i in range(first, min(pending, first + 5000))
+                )
+            )
+        created = time.perf_counter() - created
+        gc.collect()
+        after = rss_mib()
+
+        start = engine.clock.now() + timedelta(seconds=1)
+        dues = [start + timedelta(seconds=5 * i / timed) for i in range(timed)]
+        await asyncio.gather(
+            *(engine.schedule(d, "bench-stamp", {"due": d.timestamp()}) for d in dues)
+        )
+        deadline = time.time() + 30
+        while len(late) < timed and time.time() < deadline:
+            await asyncio.sleep(0.05)
+    assert len(late) == timed, f"{len(late)} of {timed} schedules fired"
+    ms = sorted(1000 * x for x in late)
+    return {
+        "pending": pending,
+        "created/s": pending / max(created, 1e-9),
+        "RSS before MiB": before,
+        "RSS after MiB": after,
+        "lateness p50 ms": statistics.median(ms),
+        "p99 ms": ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))],
+        "max ms": ms[-1],
+    }
+
+
 def _report(name: str, figures: dict[str, float]) -> None:
     cells = "  ".join(f"{k} {v:>9,.1f}" for k, v in figures.items())
     print(f"{name:<40} {cells}", flush=True)
@@ -146,6 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--waiting", type=int, default=100_000)
+    parser.add_argument("--schedules", type=int, default=100_000)
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
     stores = args.stores.split(",")
@@ -160,6 +212,12 @@ def main() -> None:
                 ["sqlite"],
                 f"memory, {args.waiting} runs waiting",
                 lambda s: waiting_memory(s, args.waiting),
+            )
+        if args.schedules:
+            await _on_stores(
+                ["sqlite"],
+                f"timer lateness, {args.schedules} pending",
+                lambda s: timer_lateness(s, args.schedules),
             )
 
     asyncio.run(everything())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -66,6 +66,14 @@ class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
+class Escalation(Command):
+    """One level of an escalation chain."""
+
+    approvers: People = Field(default_factory=list)
+    groups: Names = Field(default_factory=list)
+    timeout: Duration = None
+
+
 class RequestApproval(Command):
     """Asks for a decision."""
 
@@ -78,6 +86,10 @@ class RequestApproval(Command):
     groups: Names = Field(default_factory=list)
     rejection_threshold: Annotated[int, Field(ge=1, le=1000)] = 1
     timeout: Duration = None
+    on_timeout: Literal["expire", "reject", "approve", "escalate"] = "expire"
+    remind_every: Duration = None
+    escalate_after: Duration = None
+    escalation: list[Escalation] = Field(default_factory=list, max_length=20)
 
 
 class Decide(Command):

@@ -226,6 +226,10 @@ class Engine(WorkflowCommands, ScheduleCommands):
         groups: Iterable[str] = (),
         rejection_threshold: int = 1,
         timeout: str | float | timedelta | None = None,
+        on_timeout: str = "expire",
+        remind_every: str | float | timedelta | None = None,
+        escalate_after: str | float | timedelta | None = None,
+        escalation: Iterable[Mapping[str, Any]] = (),
         command_id: str | None = None,
     ) -> str:
         """Asks for a decision and returns the approval's id.
@@ -240,6 +244,14 @@ class Engine(WorkflowCommands, ScheduleCommands):
             groups: groups whose members may decide.
             rejection_threshold: rejections that reject it (default: the first).
             timeout: how long it may stay pending ("7 days", seconds, timedelta).
+            on_timeout: what the deadline does: "expire" (default), "reject",
+                "approve" (explicit opt-in; recorded with actor ``system``) or
+                "escalate" (to the next level of ``escalation``, with its new deadline).
+            remind_every: how often to remind the approvers while it is pending.
+            escalate_after: when to escalate to the next level, from the request
+                (and again from each escalation).
+            escalation: the chain, level by level:
+                ``[{"approvers": [...], "groups": [...], "timeout": "1 day"}, ...]``.
             command_id: the id recorded as the cause (default: a new one).
 
         Returns:
@@ -257,6 +269,10 @@ class Engine(WorkflowCommands, ScheduleCommands):
                 "groups": _listed(groups),
                 "rejection_threshold": rejection_threshold,
                 "timeout": timeout,
+                "on_timeout": on_timeout,
+                "remind_every": remind_every,
+                "escalate_after": escalate_after,
+                "escalation": _listed(escalation),
             },
         )
         approval_id, cid = self._ids(), self._command_id(command_id)

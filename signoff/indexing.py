@@ -32,7 +32,12 @@ def run_timers(run: WorkflowRun) -> list[TimerRow]:
         return []
     timers = []
     pending = run.pending_wait()
-    if pending is not None and pending[1]["deadline"] is not None:
+    # An approval's deadline (with its reminders and escalations) is the approval's own timer.
+    if (
+        pending is not None
+        and pending[1]["deadline"] is not None
+        and pending[1]["kind"] != "approval"
+    ):
         name, wait = pending
         timers.append(TimerRow(run.id, f"wait:{name}", "wait", epoch(wait["deadline"])))
     for name, step in run.steps.items():
@@ -56,6 +61,18 @@ def approval_row(approval: Approval) -> ApprovalRow:
     )
 
 
+def approval_timers(approval: Approval) -> list[TimerRow]:
+    """A pending approval's deadline, next reminder and next escalation."""
+    if approval.is_decided:
+        return []
+    due = (
+        ("deadline", approval.deadline),
+        ("remind", approval.next_reminder_at),
+        ("escalate", approval.escalate_at),
+    )
+    return [TimerRow(approval.id, key, "approval", epoch(at)) for key, at in due if at is not None]
+
+
 def schedule_timers(schedule: Schedule) -> list[TimerRow]:
     """When a schedule is due: its due time, or the end of the claim a process holds
     (so that a claimant that died is replaced once its lease runs out)."""
@@ -76,6 +93,7 @@ def index_for(aggregates: Sequence[SignoffAggregate]) -> dict[str, Any]:
             update.timers[aggregate.id] = run_timers(aggregate)
         elif isinstance(aggregate, Approval):
             update.approvals.append(approval_row(aggregate))
+            update.timers[aggregate.id] = approval_timers(aggregate)
         elif isinstance(aggregate, Schedule):
             update.timers[aggregate.id] = schedule_timers(aggregate)
     return {"index": update} if update else {}

@@ -16,8 +16,7 @@ from signoff import approval_units
 from signoff.commands import Decide
 from signoff.domain.approval import Approval
 from signoff.domain.base import SYSTEM_ACTOR, Cause
-from signoff.domain.errors import IllegalTransitionError, InvalidInputError, SignoffError
-from signoff.domain.policy import ApprovalPolicy
+from signoff.domain.errors import IllegalTransitionError, SignoffError
 from signoff.domain.workflow_run import QUEUED, RUNNING, WAITING, WorkflowRun
 from signoff.session import Session
 from signoff.views import ApprovalInfo
@@ -165,15 +164,7 @@ def _open_approval(
     deadline: datetime | None,
     cause: Cause,
 ) -> Approval:
-    try:
-        policy = ApprovalPolicy(
-            required_approvals=request.required_approvals,
-            approvers=request.approvers,
-            groups=request.groups,
-            rejection_threshold=request.rejection_threshold,
-        )
-    except ValueError as error:
-        raise InvalidInputError(f"wait_for_approval: {error}") from None
+    policy = approval_units.policy_of(request.command)
     approval = Approval.request(
         approval_id=f"{run.id}:{name}:{run.generation}",
         title=request.title,

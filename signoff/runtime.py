@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from signoff import run_units, schedule_units
+from signoff import approval_units, run_units, schedule_units
 from signoff.activation import Activation
 from signoff.application import SignoffApplication
 from signoff.clock import Clock
@@ -205,6 +205,15 @@ class Runtime:
             command_id = self.app.ids()
             if timer.kind == "schedule":
                 await self._fire_schedule(timer.target_id)
+                return
+            if timer.kind == "approval":
+                run_id = await self.writer.submit(
+                    lambda s: approval_units.on_timer(
+                        s, timer.target_id, timer.key, command_id=command_id
+                    )
+                )
+                if run_id is not None:
+                    self.activate(run_id)
                 return
             if timer.kind == "wait":
                 name = timer.key.removeprefix("wait:")

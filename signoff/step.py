@@ -42,11 +42,8 @@ class ApprovalRequest:
     title: str
     description: str
     context: dict[str, Any]
-    approvers: tuple[str, ...]
-    groups: tuple[str, ...]
-    required_approvals: int
-    rejection_threshold: int
     requested_by: str
+    command: RequestApproval
 
 
 def _retry_policy(retries: RetryPolicy | dict[str, Any] | int | None) -> RetryPolicy:
@@ -161,6 +158,10 @@ class Step:
         rejection_threshold: int,
         requested_by: str | None,
         name: str,
+        on_timeout: str = "expire",
+        remind_every: str | float | timedelta | None = None,
+        escalate_after: str | float | timedelta | None = None,
+        escalation: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
     ) -> dict[str, Any] | None:
         """See ``Workflow.wait_for_approval``."""
         a = self._a
@@ -178,17 +179,19 @@ class Step:
                     "groups": list(groups),
                     "required_approvals": required_approvals,
                     "rejection_threshold": rejection_threshold,
+                    "timeout": timeout,
+                    "on_timeout": on_timeout,
+                    "remind_every": remind_every,
+                    "escalate_after": escalate_after,
+                    "escalation": list(escalation),
                 },
             )
             return ApprovalRequest(
                 title=checked.title,
                 description=checked.description,
                 context=dict(checked.context),
-                approvers=tuple(checked.approvers),
-                groups=tuple(checked.groups),
-                required_approvals=checked.required_approvals,
-                rejection_threshold=checked.rejection_threshold,
                 requested_by=checked.requested_by,
+                command=checked,
             )
 
         resolution = await a.wait(name, "approval", timeout, {"request": request})

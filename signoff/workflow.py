@@ -119,8 +119,19 @@ class Workflow:
         rejection_threshold: int = 1,
         requested_by: str | None = None,
         name: str = "approval",
+        on_timeout: str = "expire",
+        remind_every: str | float | timedelta | None = None,
+        escalate_after: str | float | timedelta | None = None,
+        escalation: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
     ) -> dict[str, Any] | None:
         """Pauses the run until a person decides (nothing is held in memory meanwhile).
+
+        The policy fields are those of ``Engine.request_approval``: ``on_timeout``
+        (expire -> returns None, reject -> raises ApprovalRejected, approve -> returns
+        {}, escalate -> the next level of ``escalation`` decides), ``remind_every``,
+        ``escalate_after`` and ``escalation`` ([{"approvers": [...], "groups": [...],
+        "timeout": "1 day"}, ...]). Reminders and escalations are recorded on the
+        approval and on the run.
 
         Returns:
             The approval's metadata when approved, ``None`` when it timed out.
@@ -139,6 +150,10 @@ class Workflow:
             rejection_threshold=rejection_threshold,
             requested_by=requested_by,
             name=name,
+            on_timeout=on_timeout,
+            remind_every=remind_every,
+            escalate_after=escalate_after,
+            escalation=escalation,
         )
 
     async def report_progress(self, progress: Any) -> None:

@@ -393,9 +393,6 @@ class RunMachine(_ReplayMachine):
 
     runs = Bundle("runs")
     final_statuses = FINAL
-    clear_of_known_bugs = True
-    """Steers clear of the domain bug ``test_a_sleep_or_event_wait_keeps_...`` shows:
-    no sleep or event wait starts while an unnamed early decision is kept."""
 
     @initialize(target=runs, params=st.lists(OBJECTS, min_size=2, max_size=2), by=BY)
     def start(self, params: list[dict[str, Any]], by: Who) -> MultipleResults[str]:
@@ -528,8 +525,6 @@ class RunMachine(_ReplayMachine):
         event_type: str,
     ) -> None:
         model = self.models[run_id]
-        if self.clear_of_known_bugs and any(d["wait"] is None for d in model.decisions):
-            kind = "approval"
         deadline = None if delay is None else self.clock.now() + delay
         detail = {
             "approval": {"approval_id": f"{run_id}:{name}:{model.generation}"},
@@ -867,20 +862,13 @@ def test_runs_and_schedules_on_postgres_short_profile(machine: type[_ReplayMachi
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="domain bug: WaitStarted drops unnamed early decisions on a sleep or event wait",
-)
 def test_a_sleep_or_event_wait_keeps_an_unnamed_early_decision() -> None:
     """An unnamed decision is for the run's first approval wait (docs/workflows.md,
     "Early decisions": it may arrive while the run runs steps, sleeps or waits for an
     event); a sleep or event wait started before that approval must leave it kept.
 
-    ``RunMachine`` steers clear of this case (``clear_of_known_bugs``); here the same
-    oracle meets it head on."""
+    The random ``RunMachine`` meets it too; here the same oracle meets it head on."""
     machine = RunsInMemory()
-    machine.clear_of_known_bugs = False
     try:
         run_id = machine.start([{}, {}], ("ada", None)).values[0]
         machine.receive_decision(run_id, ("bob", "ok"), "approve", ["ops"], {}, wait=None)
