@@ -34,6 +34,7 @@ from signoff.step import Step
 from signoff.views import (
     ApprovalInfo,
     HistoryEntry,
+    ScheduleInfo,
     VoteInfo,
     WaitInfo,
     WorkflowInfo,
@@ -74,6 +75,7 @@ __all__ = [
     "NotRequesterError",
     "NotYetDueError",
     "RetryPolicy",
+    "ScheduleInfo",
     "ScheduleNotFoundError",
     "SelfApprovalError",
     "SignoffError",

@@ -23,6 +23,7 @@ from signoff.adapters.persistence import StoreConfig, parse_store_url, prepare_s
 from signoff.application import SignoffApplication, new_id
 from signoff.clock import Clock, SystemClock
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval, validate
+from signoff.domain.durations import parse_duration
 from signoff.domain.errors import InvalidInputError
 from signoff.index import RunIndex
 from signoff.indexing import index_for
@@ -52,6 +53,8 @@ class Engine(WorkflowCommands, ScheduleCommands):
             ready by other processes.
         max_batch: most commands the writer commits in one transaction.
         cache_size: most aggregates the writer keeps in memory.
+        lease: how long a claim to fire a schedule holds before another process may
+            take over (a callback that runs longer may be started again).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class Engine(WorkflowCommands, ScheduleCommands):
         poll_interval: float = 0.1,
         max_batch: int = 512,
         cache_size: int = 10_000,
+        lease: str | float | timedelta = "60 seconds",
     ) -> None:
         self.store: StoreConfig = parse_store_url(store)
         self.clock: Clock = clock or SystemClock()
@@ -72,6 +76,7 @@ class Engine(WorkflowCommands, ScheduleCommands):
         self._poll_interval = poll_interval
         self._max_batch = max_batch
         self._cache_size = cache_size
+        self._lease = parse_duration(lease)
         self.workflows: dict[str, type[Workflow]] = {}
         """Every workflow this engine knows (and may start runs of)."""
         self.executed: dict[str, type[Workflow]] = {}
@@ -135,6 +140,7 @@ class Engine(WorkflowCommands, ScheduleCommands):
                 step_observer=self.step_observer,
                 callbacks=self.callbacks,
                 owner=self.instance_id,
+                lease=self._lease,
                 engine=self,
                 read=lambda query: self._read(lambda app: query()),
             )

@@ -80,8 +80,11 @@ class RunFilter:
 class RunIndex(Protocol):
     """Queries over the index; implemented by each persistence adapter."""
 
-    def due_timers(self, now: float, limit: int) -> list[TimerRow]:
-        """Timers due at or before ``now``, earliest first."""
+    def due_timers(
+        self, now: float, limit: int, after: tuple[float, str, str] | None = None
+    ) -> list[TimerRow]:
+        """Timers due at or before ``now``, earliest first, after the keyset position
+        ``after`` (due_at, target_id, key)."""
         ...
 
     def next_due(self) -> float | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -192,7 +193,14 @@ class Runtime:
 
     async def _fire_due_timers_now(self) -> int:
         now = epoch(self.clock.now())
-        due = await self._read(lambda: self.index.due_timers(now, 1000))
+        due: list[TimerRow] = []
+        after: tuple[float, str, str] | None = None
+        for _ in range(100):  # pages past timers this process cannot fire (not starved)
+            page = await self._read(functools.partial(self.index.due_timers, now, 1000, after))
+            due += page
+            if len(page) < 1000:
+                break
+            after = (page[-1].due_at, page[-1].target_id, page[-1].key)
         keys = {(t.target_id, t.key, t.due_at) for t in due}
         self._fired &= keys
         fresh = [t for t in due if (t.target_id, t.key, t.due_at) not in self._fired]

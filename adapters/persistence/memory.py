@@ -68,10 +68,15 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
             else:
                 self._timers.pop(target_id, None)
 
-    def due_timers(self, now: float, limit: int) -> list[TimerRow]:
+    def due_timers(
+        self, now: float, limit: int, after: tuple[float, str, str] | None = None
+    ) -> list[TimerRow]:
         with self._database_lock:
             due = [t for ts in self._timers.values() for t in ts if t.due_at <= now]
-        return sorted(due, key=lambda t: t.due_at)[:limit]
+        ordered = sorted(due, key=lambda t: (t.due_at, t.target_id, t.key))
+        if after is not None:
+            ordered = [t for t in ordered if (t.due_at, t.target_id, t.key) > after]
+        return ordered[:limit]
 
     def timers_of_kind(
         self, kind: str, *, key: str | None, start: float | None, end: float | None, limit: int

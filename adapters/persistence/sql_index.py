@@ -178,13 +178,19 @@ class SqlIndex:
             cursor.execute(sql, params)
             return list(cursor.fetchall())
 
-    def due_timers(self, now: float, limit: int) -> list[TimerRow]:
+    def due_timers(
+        self, now: float, limit: int, after: tuple[float, str, str] | None = None
+    ) -> list[TimerRow]:
         p = self.d.param
-        rows = self._rows(
-            f"SELECT target_id, key, kind, due_at FROM {self.d.timers} "
-            f"WHERE due_at <= {p} ORDER BY due_at LIMIT {p}",
-            (now, limit),
-        )
+        sql = f"SELECT target_id, key, kind, due_at FROM {self.d.timers} WHERE due_at <= {p}"
+        params: list[Any] = [now]
+        if after is not None:
+            sql += (
+                f" AND (due_at > {p} OR (due_at = {p} AND (target_id > {p} "
+                f"OR (target_id = {p} AND key > {p}))))"
+            )
+            params += [after[0], after[0], after[1], after[1], after[2]]
+        rows = self._rows(f"{sql} ORDER BY due_at, target_id, key LIMIT {p}", (*params, limit))
         return [TimerRow(r["target_id"], r["key"], r["kind"], r["due_at"]) for r in rows]
 
     def timers_of_kind(

@@ -52,6 +52,8 @@ def test_a_pending_approval_offers_its_commands():
         "expire",
         "cancel",
         "reassign",
+        "remind",
+        "escalate",
     }
 
 
