@@ -265,6 +265,7 @@ class Runtime:
         if claim is None:
             return
         error: str | None = None
+        heartbeat = asyncio.create_task(self._renew_claim(schedule_id))
         try:
             outcome = self.callbacks[claim.callback](claim.payload, self.engine)
             if inspect.isawaitable(outcome):
@@ -272,11 +273,26 @@ class Runtime:
         except Exception as failure:
             error = f"{type(failure).__name__}: {failure}"
             log.warning("schedule %s: callback %s failed: %s", schedule_id, claim.callback, error)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         await self.writer.submit(
             lambda s: schedule_units.record_outcome(
                 s, schedule_id, owner=self.owner, error=error, command_id=self.app.ids()
             )
         )
+
+    async def _renew_claim(self, schedule_id: str) -> None:
+        """Extends the claim while a callback runs longer than a third of the lease, so that
+        no other process starts the same firing (an interval never overlaps itself)."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            await self.writer.submit(
+                lambda s: schedule_units.renew(
+                    s, schedule_id, owner=self.owner, lease=self.lease, command_id=self.app.ids()
+                )
+            )
 
     # Tests and tools -----------------------------------------------------------
 

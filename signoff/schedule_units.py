@@ -95,6 +95,17 @@ def claim(
     return Claim(schedule.id, schedule.callback, schedule.payload)
 
 
+def renew(
+    session: Session, schedule_id: str, *, owner: str, lease: timedelta, command_id: str
+) -> None:
+    """Extends ``owner``'s claim by ``lease`` from now (its callback is still running)."""
+    schedule = session.get(Schedule, schedule_id, fresh=True)
+    now = session.app.clock.now()
+    if schedule.status == SCHEDULED and schedule.claimed_by == owner and schedule.is_claimed(now):
+        cause = session.app.cause(SYSTEM_ACTOR, reason="still running", command_id=command_id)
+        schedule.claim(cause, owner=owner, until=now + lease)
+
+
 def record_outcome(
     session: Session, schedule_id: str, *, owner: str, error: str | None, command_id: str
 ) -> None:

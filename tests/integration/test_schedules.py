@@ -201,3 +201,28 @@ async def test_a_timer_fires_within_a_second_of_its_time_in_real_time(tmp_path):
 
     assert fired
     assert 0 <= fired[0] - due < 1.0
+
+
+async def test_a_long_callback_keeps_its_claim_so_no_other_engine_starts_it_again(tmp_path):
+    store = f"sqlite:///{tmp_path}/lease.db"
+    starts: list[str] = []
+    release = asyncio.Event()
+    engines = [Engine(store, poll_interval=0.02, lease="0.3 seconds") for _ in range(2)]
+    for engine in engines:
+
+        @engine.register_callback("slow")
+        async def slow(payload: Any, engine: Engine) -> None:
+            starts.append(engine.instance_id)
+            await release.wait()
+
+        await engine.start()
+    try:
+        await engines[0].schedule(0.05, "slow")
+        await asyncio.sleep(1.5)  # five leases long: renewed, never taken over
+        release.set()
+        await asyncio.sleep(0.2)
+    finally:
+        for engine in engines:
+            await engine.close()
+
+    assert len(starts) == 1
