@@ -124,17 +124,6 @@ class GroupCommitWriter:
         self._queue.put(_Barrier(inspect, future, loop))
         return await future
 
-    def run_now(self, unit: Callable[[Session], T]) -> T:
-        """Runs ``unit`` from a thread that is not the writer's, blocking until committed."""
-        done = threading.Event()
-        outcome: list[Any] = []
-        job = _SyncJob(unit, done, outcome)
-        self._queue.put(job)
-        done.wait()
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        return outcome[0]  # type: ignore[no-any-return]
-
     def stop(self) -> None:
         """Finishes the queued units, then ends the thread."""
         if self._thread.is_alive():
@@ -249,11 +238,7 @@ class GroupCommitWriter:
     def _resolve(self, outcomes: list[tuple[Any, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
         for job, value in outcomes:
-            if isinstance(job, _SyncJob):
-                job.outcome.append(value)
-                job.done.set()
-            else:
-                by_loop.setdefault(job.loop, []).append((job, value))
+            by_loop.setdefault(job.loop, []).append((job, value))
         for loop, items in by_loop.items():
             # A closed loop means nobody is waiting for these outcomes any more.
             with contextlib.suppress(RuntimeError):
@@ -265,13 +250,6 @@ class _Barrier:
     inspect: Callable[[], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
-
-
-@dataclass
-class _SyncJob:
-    unit: Callable[[Session], Any]
-    done: threading.Event
-    outcome: list[Any]
 
 
 def _settle(items: list[tuple[Any, Any]]) -> None:
