@@ -42,12 +42,9 @@ def stamper(path: str) -> Any:
 
 
 async def main(store: str, log: str) -> None:
-    engine = Engine(store, poll_interval=0.02)
+    engine = Engine(store, poll_interval=0.02, lease=LEASE)
     engine.register_callback(CALLBACK, stamper(log))
     async with engine:
-        runtime = engine._runtime  # no public knob for the lease (yet)
-        assert runtime is not None
-        runtime.lease = LEASE
         log_execution(log, READY)
         while True:
             await asyncio.sleep(3600)
