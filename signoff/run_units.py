@@ -259,18 +259,14 @@ def time_out(session: Session, run_id: str, name: str, *, command_id: str) -> bo
     wait = run.waits.get(name)
     if not run.is_active or wait is None or name in run.resolutions:
         return False
+    if wait["kind"] == "approval":  # the approval's own timer applies its on_timeout policy
+        return False
     now = session.app.clock.now()
     if wait["deadline"] is None or now < wait["deadline"]:
         return False
     cause = session.app.cause(SYSTEM_ACTOR, reason="deadline passed", command_id=command_id)
-    if wait["kind"] == "approval":
-        approval = session.get(Approval, wait["approval_id"])
-        if not approval.is_decided:
-            approval.expire(cause)
-        approval_units.settle_run_wait(session, approval, command_id=command_id)
-    else:
-        outcome = "timeout" if wait["kind"] == "event" else "elapsed"
-        run.resolve_wait(cause, name=name, outcome=outcome)
+    outcome = "timeout" if wait["kind"] == "event" else "elapsed"
+    run.resolve_wait(cause, name=name, outcome=outcome)
     return run.status == QUEUED
 
 
