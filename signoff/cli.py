@@ -146,6 +146,14 @@ def rebuild_index(store: StoreOption = DEFAULT_STORE) -> None:
     console.print(f"indexed {count} aggregate(s) of {store}")
 
 
+from signoff.cli_views import export_audit, projections_app  # noqa: E402
+
+app.add_typer(projections_app, name="projections")
+audit_app = typer.Typer(help="The audit trail: export it, verify it.", no_args_is_help=True)
+audit_app.command("export")(export_audit)
+app.add_typer(audit_app, name="audit")
+
+
 def main() -> None:
     """Entry point of the ``signoff`` script."""
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -163,3 +164,11 @@ def validate(model: type[CommandT], data: dict[str, Any]) -> CommandT:
         raise InvalidInputError(
             f"invalid {model.__name__}: {summary}", errors=[dict(d) for d in details]
         ) from None
+
+
+def as_list(values: Any) -> Any:
+    """Turns tuples and other iterables into lists, leaving strings and odd types for
+    validation to refuse (``list("bob")`` would silently become three approvers)."""
+    if isinstance(values, str | bytes | dict) or not isinstance(values, Iterable):
+        return values
+    return list(values)

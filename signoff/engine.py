@@ -22,11 +22,13 @@ from signoff import approval_units, run_units
 from signoff.adapters.persistence import StoreConfig, parse_store_url, prepare_store
 from signoff.application import SignoffApplication, new_id
 from signoff.clock import Clock, SystemClock
-from signoff.commands import Cancel, Decide, Reassign, RequestApproval, validate
+from signoff.commands import Cancel, Decide, Reassign, RequestApproval, as_list, validate
 from signoff.domain.durations import parse_duration
 from signoff.domain.errors import InvalidInputError
 from signoff.index import RunIndex
 from signoff.indexing import index_for
+from signoff.read_api import ReadCommands
+from signoff.read_models import ReadModels
 from signoff.runtime import Runtime
 from signoff.schedule_api import Callback, ScheduleCommands
 from signoff.session import Session
@@ -41,7 +43,7 @@ W = TypeVar("W", bound=Workflow)
 DEFAULT_STORE = "sqlite:///signoff.db"
 
 
-class Engine(WorkflowCommands, ScheduleCommands):
+class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
     """Durable workflows and approvals over one event store.
 
     Args:
@@ -86,6 +88,7 @@ class Engine(WorkflowCommands, ScheduleCommands):
         self.instance_id = uuid.uuid4().hex
         """This engine's name in schedule claims (unique per process and engine)."""
         self._app: SignoffApplication | None = None
+        self._views: ReadModels | None = None
         self._writer: GroupCommitWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._runtime: Runtime | None = None
@@ -145,14 +148,18 @@ class Engine(WorkflowCommands, ScheduleCommands):
                 read=lambda query: self._read(lambda app: query()),
             )
             await self._runtime.start()
+            self._read_models().start(self._poll_interval)
 
     async def close(self) -> None:
         """Stops the runtime, commits queued commands and closes the store."""
         runtime, writer, readers, app = self._runtime, self._writer, self._readers, self._app
         self._runtime, self._writer, self._readers, self._app = None, None, None, None
+        views, self._views = self._views, None
         if runtime is not None:
             await runtime.stop()
         loop = asyncio.get_running_loop()
+        if views is not None:
+            await loop.run_in_executor(None, views.stop)
         if writer is not None:
             await loop.run_in_executor(None, writer.stop)
         if readers is not None:
@@ -178,12 +185,15 @@ class Engine(WorkflowCommands, ScheduleCommands):
                 if index.index_is_empty() and app.recorder.max_notification_id():
                     app.rebuild_index()  # a store written before the index existed
                 self._app = app
+            if self._views is None:
+                self._views = ReadModels(self._app.recorder)
             if self._writer is None:
                 self._writer = GroupCommitWriter(
                     self._app,
                     index_for=index_for,
                     max_batch=self._max_batch,
                     cache_size=self._cache_size,
+                    on_commit=self._views.runner.nudge,
                 )
 
     @property
@@ -203,13 +213,26 @@ class Engine(WorkflowCommands, ScheduleCommands):
     async def _read(self, use_case: Callable[[SignoffApplication], T]) -> T:
         if self._app is None:
             await asyncio.get_running_loop().run_in_executor(None, self._open)
+        app = self.application
+        return await self._in_reader(functools.partial(use_case, app))
+
+    async def _in_reader(self, work: Callable[[], T]) -> T:
         if self._readers is None:
             self._readers = ThreadPoolExecutor(
                 self._read_threads, thread_name_prefix="signoff-read"
             )
-        app = self.application
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, functools.partial(use_case, app))
+        return await asyncio.get_running_loop().run_in_executor(self._readers, work)
+
+    def _read_models(self) -> ReadModels:
+        if self._views is None:
+            self._open()
+        assert self._views is not None
+        return self._views
+
+    @property
+    def read_models(self) -> ReadModels:
+        """The projections of this store (opened on first use): for rebuilds and exports."""
+        return self._read_models()
 
     def _wake(self, run_id: str, snapshot: run_units.RunSnapshot | None = None) -> None:
         if self._runtime is not None:
@@ -271,14 +294,14 @@ class Engine(WorkflowCommands, ScheduleCommands):
                 "context": {} if context is None else context,
                 "description": description,
                 "required_approvals": required_approvals,
-                "approvers": _listed(approvers),
-                "groups": _listed(groups),
+                "approvers": as_list(approvers),
+                "groups": as_list(groups),
                 "rejection_threshold": rejection_threshold,
                 "timeout": timeout,
                 "on_timeout": on_timeout,
                 "remind_every": remind_every,
                 "escalate_after": escalate_after,
-                "escalation": _listed(escalation),
+                "escalation": as_list(escalation),
             },
         )
         approval_id, cid = self._ids(), self._command_id(command_id)
@@ -307,7 +330,7 @@ class Engine(WorkflowCommands, ScheduleCommands):
                 "by": by,
                 "reason": reason,
                 "metadata": {} if metadata is None else metadata,
-                "groups": _listed(groups),
+                "groups": as_list(groups),
             },
         )
         return await self._decide(approval_id, "approve", cmd, command_id)
@@ -322,7 +345,7 @@ class Engine(WorkflowCommands, ScheduleCommands):
         command_id: str | None = None,
     ) -> ApprovalInfo:
         """Records ``by``'s rejection; by default the first rejection vetoes."""
-        cmd = validate(Decide, {"by": by, "reason": reason, "groups": _listed(groups)})
+        cmd = validate(Decide, {"by": by, "reason": reason, "groups": as_list(groups)})
         return await self._decide(approval_id, "reject", cmd, command_id)
 
     async def cancel(
@@ -359,9 +382,9 @@ class Engine(WorkflowCommands, ScheduleCommands):
             Reassign,
             {
                 "by": by,
-                "approvers": None if approvers is None else _listed(approvers),
-                "groups": None if groups is None else _listed(groups),
-                "by_groups": _listed(by_groups),
+                "approvers": None if approvers is None else as_list(approvers),
+                "groups": None if groups is None else as_list(groups),
+                "by_groups": as_list(by_groups),
                 "reason": reason,
             },
         )
@@ -390,26 +413,6 @@ class Engine(WorkflowCommands, ScheduleCommands):
         """The approval's status, policy and votes."""
         return await self._read(lambda app: app.get_approval(approval_id))
 
-    async def pending_approvals(
-        self, approver: str | None = None, *, groups: Iterable[str] = (), limit: int = 100
-    ) -> list[ApprovalInfo]:
-        """Pending approvals, oldest first; for ``approver``, only those they may vote on
-        (not their own, not voted yet, not past the deadline). At most ``limit``."""
-        if not 1 <= limit <= 1000:
-            raise InvalidInputError("limit must be between 1 and 1000")
-        member_of = tuple(
-            validate(Decide, {"by": approver or "anyone", "groups": _listed(groups)}).groups
-        )
-        return await self._read(lambda app: app.pending_approvals(approver, member_of, limit=limit))
-
     async def history(self, aggregate_id: str) -> list[HistoryEntry]:
         """The audit trail of one approval or run: its events with actor, reason and time."""
         return await self._read(lambda app: app.history(aggregate_id))
-
-
-def _listed(values: Any) -> Any:
-    """Turns tuples and other iterables into lists, leaving strings and odd types for
-    validation to refuse (``list("bob")`` would silently become three approvers)."""
-    if isinstance(values, str | bytes | dict) or not isinstance(values, Iterable):
-        return values
-    return list(values)

@@ -208,12 +208,17 @@ _RUN_COMMANDS = {
 
 
 class WorkflowSummary(View):
-    """A run in a listing (read from the index, not replayed)."""
+    """A run on the workflow board (read from the view, not replayed)."""
 
     id: str
     name: str
     status: str
     metadata: dict[str, Any]
+    progress: dict[str, Any] | None = None
+    """The latest ``report_progress`` (kind, value, at)."""
+    error: dict[str, str] | None = None
+    waiting_for: dict[str, str] | None = None
+    """The wait the run is in (name, kind), if any."""
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None

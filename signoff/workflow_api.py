@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -17,9 +13,8 @@ from signoff.commands import Control, Decide, SendEvent, StartWorkflow, validate
 from signoff.domain.base import Cause
 from signoff.domain.errors import InvalidInputError, UnknownWorkflowError
 from signoff.domain.workflow_run import WorkflowRun
-from signoff.index import RunFilter, RunIndex
 from signoff.session import Session
-from signoff.views import ApprovalInfo, WorkflowInfo, WorkflowPage, WorkflowSummary
+from signoff.views import ApprovalInfo, WorkflowInfo
 from signoff.workflow import Workflow
 
 T = TypeVar("T")
@@ -226,65 +221,3 @@ class WorkflowCommands:
     async def get_workflow(self, workflow_id: str) -> WorkflowInfo:
         """The run's status, params, result, error, metadata, progress and timestamps."""
         return await self._read(lambda app: WorkflowInfo.of(app.load(WorkflowRun, workflow_id)))
-
-    async def get_workflows(
-        self,
-        *,
-        status: str | None = None,
-        name: str | None = None,
-        metadata: Mapping[str, str | int | float | bool] | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> WorkflowPage:
-        """Runs matching the filters, newest first, a page at a time (keyset pagination).
-
-        Args:
-            metadata: runs whose metadata has these keys with these (scalar) values.
-            cursor: ``next_cursor`` of the previous page.
-        """
-        if not 1 <= limit <= 500:
-            raise InvalidInputError("limit must be between 1 and 500")
-        for value in (metadata or {}).values():
-            if not isinstance(value, str | int | float | bool):
-                raise InvalidInputError("metadata filters compare scalar values only")
-        where = RunFilter(status=status, name=name, metadata=dict(metadata or {}) or None)
-        after = _decode_cursor(cursor) if cursor else None
-
-        def query(app: SignoffApplication) -> WorkflowPage:
-            index: RunIndex = app.recorder  # type: ignore[assignment]
-            rows = index.page_runs(where, limit=limit + 1, after=after)
-            more = len(rows) > limit
-            rows = rows[:limit]
-            items = [
-                WorkflowSummary(
-                    id=r.id,
-                    name=r.name,
-                    status=r.status,
-                    metadata=r.metadata,
-                    created_at=_time(r.created_at),
-                    updated_at=_time(r.updated_at),
-                    completed_at=_time(r.completed_at) if r.completed_at else None,
-                )
-                for r in rows
-            ]
-            next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
-            return WorkflowPage(items=items, total=index.count_runs(where), next_cursor=next_cursor)
-
-        return await self._read(query)
-
-
-def _time(epoch_seconds: float) -> datetime:
-    return datetime.fromtimestamp(epoch_seconds, UTC)
-
-
-def _encode_cursor(created_at: float, run_id: str) -> str:
-    raw = json.dumps([created_at, run_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return float(created_at), str(run_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidInputError(f"not a cursor of get_workflows: {cursor!r}") from None

@@ -98,8 +98,11 @@ class GroupCommitWriter:
         index_for: IndexFor,
         max_batch: int = 512,
         cache_size: int = 10_000,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
+        self.on_commit = on_commit
+        """Called on the writer thread after each transaction that stored events."""
         self.index_for = index_for
         self.max_batch = max_batch
         self.cache = AggregateCache(cache_size)
@@ -234,6 +237,8 @@ class GroupCommitWriter:
         changed = session.changed()
         if changed:
             self.app.save(*changed, **self.index_for(changed))
+            if self.on_commit is not None:
+                self.on_commit()
 
     def _resolve(self, outcomes: list[tuple[Any, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}

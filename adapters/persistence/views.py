@@ -1,0 +1,128 @@
+"""Where the views live: the event store's own database, or a private SQLite for memory://.
+
+Views share the store's connections (eventsourcing's datastore), so on
+SQLite their writes take turns with the event writer instead of failing on
+a busy database, and on PostgreSQL they live in the store's schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from signoff.projections.sql import ViewDatabase
+
+log = logging.getLogger(__name__)
+
+
+class SQLiteViews:
+    """Views in the SQLite file of the event store."""
+
+    kind = "sqlite"
+    param = "?"
+
+    def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
+        self._datastore = recorder.datastore
+
+    def table(self, name: str) -> str:
+        """SQLite has no schemas: the bare name."""
+        return name
+
+    def transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
+        """A cursor of the store's connection pool."""
+        return self._datastore.transaction(commit=commit)
+
+
+class PostgresViews:
+    """Views in the PostgreSQL schema of the event store."""
+
+    kind = "postgres"
+    param = "%s"
+
+    def __init__(self, recorder: PostgresApplicationRecorder) -> None:
+        self._datastore = recorder.datastore
+        self.schema = recorder.datastore.schema or "public"
+
+    def table(self, name: str) -> str:
+        """The name qualified by the store's schema."""
+        return f'"{self.schema}".{name}'
+
+    def transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
+        """A cursor of the store's connection pool."""
+        return self._datastore.transaction(commit=commit)
+
+
+class MemoryViews:
+    """Views of an in-memory event store: a private in-memory SQLite database."""
+
+    kind = "sqlite"
+    param = "?"
+
+    def __init__(self) -> None:
+        self._connection = sqlite3.connect(
+            ":memory:", check_same_thread=False, isolation_level=None
+        )
+        self._connection.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+
+    def table(self, name: str) -> str:
+        """The bare name."""
+        return name
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[sqlite3.Cursor]:
+        """One connection, one transaction at a time."""
+        with self._lock:
+            cursor = self._connection.cursor()
+            cursor.execute("BEGIN")
+            try:
+                yield cursor
+            except BaseException:
+                self._connection.rollback()
+                raise
+            if commit:
+                self._connection.commit()
+            else:
+                self._connection.rollback()
+
+
+def views_for(recorder: Any) -> ViewDatabase:
+    """The view database that goes with an event store's recorder."""
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        return SQLiteViews(recorder)
+    if isinstance(recorder, PostgresApplicationRecorder):
+        return PostgresViews(recorder)
+    return MemoryViews()
+
+
+def notifier_for(recorder: Any) -> Callable[[Callable[[], None], threading.Event], None] | None:
+    """A loop that calls ``wake`` whenever the store announces new events (PostgreSQL's
+    NOTIFY), until ``stopping`` is set; None where the store announces nothing."""
+    if not isinstance(recorder, PostgresApplicationRecorder):
+        return None
+
+    def listen(wake: Callable[[], None], stopping: threading.Event) -> None:
+        failures = 0
+        while not stopping.is_set():
+            try:
+                with recorder.datastore.get_connection() as conn:
+                    conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+                    failures = 0
+                    wake()  # anything stored while not listening
+                    while not stopping.is_set():
+                        for _ in conn.notifies(timeout=0.2, stop_after=1):
+                            wake()
+            except Exception:  # a killed connection: polling covers the gap, then listen again
+                failures += 1
+                log.warning("LISTEN connection lost (attempt %d); reconnecting", failures)
+                stopping.wait(min(5.0, 0.1 * 2**failures))
+
+    return listen

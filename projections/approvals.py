@@ -1,0 +1,237 @@
+"""The approvals view: every approval with its votes, and who may still decide the pending ones.
+
+It is the pending-approvals inbox (the seed keeps that list by hand in agent
+state; here it is derived from the stream) and the source of decision
+metrics. ``view_approval_access`` lists, for each pending approval, the
+principals that may vote (``*`` for anyone, ``u:<person>``, ``g:<group>``)
+and those who already did (``v:<person>``), so that an approver's inbox is
+one indexed query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from signoff.domain.approval import APPROVED, CANCELLED, EXPIRED, PENDING, REJECTED
+from signoff.projections.base import Projection
+from signoff.projections.records import EventRecord, epoch, plain
+from signoff.projections.sql import (
+    Cursor,
+    Row,
+    RowBatch,
+    Update,
+    ViewDatabase,
+    dumps,
+    fetch_all,
+    loads,
+    placeholders,
+)
+
+APPROVALS = "view_approvals"
+ACCESS = "view_approval_access"
+NO_DEADLINE = 1e18
+"""Sort key of approvals without a deadline (after every real one)."""
+
+COLUMNS = (
+    "id",
+    "workflow_id",
+    "wait_name",
+    "title",
+    "description",
+    "context",
+    "requested_by",
+    "requested_at",
+    "deadline",
+    "sort_deadline",
+    "status",
+    "required_approvals",
+    "rejection_threshold",
+    "approvers",
+    "groups",
+    "votes",
+    "approvals",
+    "rejections",
+    "escalation_level",
+    "reminders",
+    "decided_at",
+    "decided_by",
+    "decision_reason",
+    "seq",
+    "position",
+)
+JSON_COLUMNS = ("context", "approvers", "groups", "votes")
+
+_DECISIONS = {
+    "Approved": APPROVED,
+    "Rejected": REJECTED,
+    "Cancelled": CANCELLED,
+    "Expired": EXPIRED,
+}
+
+
+class ApprovalsProjection(Projection):
+    """Approvals, their votes and decisions; the inbox is its pending rows."""
+
+    name = "approvals"
+    version = 1
+    tables = (APPROVALS, ACCESS)
+
+    def create_statements(self, db: ViewDatabase) -> list[str]:
+        """Tables and the indexes the inbox orders and filters by."""
+        t, a = db.table(APPROVALS), db.table(ACCESS)
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, workflow_id TEXT, "
+            "wait_name TEXT, title TEXT NOT NULL, description TEXT NOT NULL, "
+            "context TEXT NOT NULL, requested_by TEXT NOT NULL, "
+            "requested_at DOUBLE PRECISION NOT NULL, deadline DOUBLE PRECISION, "
+            "sort_deadline DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, "
+            "required_approvals INTEGER NOT NULL, rejection_threshold INTEGER NOT NULL, "
+            "approvers TEXT NOT NULL, groups TEXT NOT NULL, votes TEXT NOT NULL, "
+            "approvals INTEGER NOT NULL, rejections INTEGER NOT NULL, "
+            "escalation_level INTEGER NOT NULL, reminders INTEGER NOT NULL, "
+            "decided_at DOUBLE PRECISION, decided_by TEXT, decision_reason TEXT, "
+            "seq BIGINT NOT NULL, position BIGINT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {APPROVALS}_age ON {t} (status, requested_at, seq)",
+            f"CREATE INDEX IF NOT EXISTS {APPROVALS}_deadline ON {t} (status, sort_deadline, seq)",
+            f"CREATE INDEX IF NOT EXISTS {APPROVALS}_workflow ON {t} (workflow_id)",
+            f"CREATE TABLE IF NOT EXISTS {a} (approval_id TEXT NOT NULL, "
+            "principal TEXT NOT NULL, PRIMARY KEY (approval_id, principal))",
+            f"CREATE INDEX IF NOT EXISTS {ACCESS}_principal ON {a} (principal, approval_id)",
+        ]
+
+    def keys(self, record: EventRecord) -> list[str]:
+        """An approval event changes its approval's row."""
+        return [record.aggregate_id] if record.aggregate == "Approval" else []
+
+    def apply(
+        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
+    ) -> list[Update]:
+        """Folds approval events into rows, then rewrites the access rows of those that changed."""
+        mine = [r for r in records if r.aggregate == "Approval"]
+        if not mine:
+            return []
+        batch = RowBatch(db, APPROVALS, "id", COLUMNS)
+        batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != "Requested"))
+        for record in mine:
+            if record.event == "Requested":
+                batch.put(_requested(record))
+                continue
+            row = batch.get(record.aggregate_id)
+            if row is None:
+                continue  # its Requested event came before this view's start: impossible
+            batch.put(_folded(dict(row), record))
+        batch.flush(cursor)
+        _write_access(cursor, db, batch)
+        return [(key, _public(row)) for key, row in batch.changed()]
+
+    def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
+        """Rows of ``keys`` as the feed shows them."""
+        if not keys:
+            return {}
+        rows = fetch_all(
+            cursor,
+            f"SELECT * FROM {db.table(APPROVALS)} WHERE id IN ({placeholders(db, len(keys))})",
+            keys,
+        )
+        return {row["id"]: public_row(row) for row in rows}
+
+
+def _requested(record: EventRecord) -> Row:
+    data = record.data
+    policy = plain(data["policy"])
+    deadline = epoch(data.get("deadline"))
+    return {
+        "id": record.aggregate_id,
+        "workflow_id": data.get("workflow_id"),
+        "wait_name": data.get("wait_name"),
+        "title": data.get("title", ""),
+        "description": data.get("description", ""),
+        "context": dumps(plain(data.get("context", {}))),
+        "requested_by": data["requested_by"],
+        "requested_at": record.at,
+        "deadline": deadline,
+        "sort_deadline": NO_DEADLINE if deadline is None else deadline,
+        "status": PENDING,
+        "required_approvals": int(policy.get("required_approvals", 1)),
+        "rejection_threshold": int(policy.get("rejection_threshold", 1)),
+        "approvers": dumps(list(policy.get("approvers", []))),
+        "groups": dumps(list(policy.get("groups", []))),
+        "votes": "[]",
+        "approvals": 0,
+        "rejections": 0,
+        "escalation_level": 0,
+        "reminders": 0,
+        "decided_at": None,
+        "decided_by": None,
+        "decision_reason": None,
+        "seq": record.position,
+        "position": record.position,
+    }
+
+
+def _folded(row: Row, record: EventRecord) -> Row:
+    data, event = record.data, record.event
+    row["position"] = record.position
+    if event == "VoteCast":
+        vote = {
+            "voter": record.actor,
+            "decision": data["decision"],
+            "reason": data.get("reason"),
+            "at": record.at,
+            "groups": data.get("groups", []),
+        }
+        row["votes"] = dumps([*loads(row["votes"]), vote])
+        counter = "approvals" if data["decision"] == "approve" else "rejections"
+        row[counter] += 1
+    elif event in _DECISIONS:
+        row["status"] = _DECISIONS[event]
+        row["decided_at"] = record.at
+        row["decided_by"] = record.actor
+        row["decision_reason"] = data.get("reason")
+    elif event in ("Reassigned", "Escalated"):
+        row["approvers"] = dumps(list(data["approvers"]))
+        row["groups"] = dumps(list(data["groups"]))
+        if event == "Escalated":
+            row["escalation_level"] = int(data["level"])
+            deadline = epoch(data.get("deadline"))
+            row["deadline"] = deadline
+            row["sort_deadline"] = NO_DEADLINE if deadline is None else deadline
+    elif event == "Reminded":
+        row["reminders"] = int(data["count"])
+    return row
+
+
+def _principals(row: Row) -> list[str]:
+    approvers, groups = loads(row["approvers"]), loads(row["groups"])
+    allowed = [f"u:{p}" for p in approvers] + [f"g:{g}" for g in groups]
+    voted = [f"v:{v['voter']}" for v in loads(row["votes"])]
+    return sorted(set((allowed or ["*"]) + voted))
+
+
+def _write_access(cursor: Cursor, db: ViewDatabase, batch: RowBatch) -> None:
+    table, p = db.table(ACCESS), db.param
+    changed = list(batch.changed())
+    cursor.executemany(f"DELETE FROM {table} WHERE approval_id = {p}", [(k,) for k, _ in changed])
+    rows = [
+        (key, principal)
+        for key, row in changed
+        if row is not None and row["status"] == PENDING
+        for principal in _principals(row)
+    ]
+    if rows:
+        cursor.executemany(f"INSERT INTO {table} (approval_id, principal) VALUES ({p}, {p})", rows)
+
+
+def public_row(row: Row) -> Row:
+    """A stored row with its JSON columns decoded and derived counts added."""
+    out: dict[str, Any] = dict(row)
+    for column in JSON_COLUMNS:
+        out[column] = loads(row[column])
+    out.pop("sort_deadline", None)
+    out["approvals_needed"] = max(0, row["required_approvals"] - row["approvals"])
+    return out
+
+
+def _public(row: Row | None) -> Row | None:
+    return None if row is None else public_row(row)

@@ -1,0 +1,187 @@
+"""The audit trail: one row per decision and lifecycle event, in log order.
+
+Its columns include the seed's ``approval_audit`` table (workflow_id,
+decision, decided_by, decided_at, reason), and every row keeps its place in
+the event log (``position``), the command that caused it and the event's
+own fields, so an export is evidence rather than a summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from signoff.projections.base import Projection
+from signoff.projections.records import EventRecord
+from signoff.projections.sql import (
+    Cursor,
+    Row,
+    Update,
+    ViewDatabase,
+    dumps,
+    fetch_all,
+    loads,
+    placeholders,
+)
+
+AUDIT = "view_audit"
+LINKS = "view_audit_links"
+COLUMNS = (
+    "position",
+    "aggregate_type",
+    "aggregate_id",
+    "workflow_id",
+    "event",
+    "decision",
+    "decided_by",
+    "decided_at",
+    "reason",
+    "command_id",
+    "details",
+)
+
+AUDITED: dict[str, dict[str, str]] = {
+    "Approval": {
+        "Requested": "requested",
+        "VoteCast": "",  # the vote's own decision: approve / reject
+        "Approved": "approved",
+        "Rejected": "rejected",
+        "Cancelled": "cancelled",
+        "Expired": "expired",
+        "Reassigned": "reassigned",
+        "Reminded": "reminded",
+        "Escalated": "escalated",
+    },
+    "WorkflowRun": {
+        "Started": "started",
+        "WaitStarted": "waiting",
+        "WaitResolved": "resolved",
+        "DecisionReceived": "",
+        "EventReceived": "event",
+        "Completed": "completed",
+        "Errored": "errored",
+        "Paused": "paused",
+        "Resumed": "resumed",
+        "Terminated": "terminated",
+        "Restarted": "restarted",
+    },
+    "Schedule": {"Created": "scheduled", "Cancelled": "cancelled"},
+}
+"""The events the trail records, with the decision column each gets (steps, progress,
+reminder bookkeeping and schedule firings are in the event log but not the trail)."""
+
+
+class AuditProjection(Projection):
+    """Decisions and lifecycle events as rows of an append-only table."""
+
+    name = "audit"
+    version = 1
+    tables = (AUDIT, LINKS)
+
+    def create_statements(self, db: ViewDatabase) -> list[str]:
+        """The trail, and which workflow each approval belongs to."""
+        t, links = db.table(AUDIT), db.table(LINKS)
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} (position BIGINT PRIMARY KEY, "
+            "aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, workflow_id TEXT, "
+            "event TEXT NOT NULL, decision TEXT NOT NULL, decided_by TEXT NOT NULL, "
+            "decided_at DOUBLE PRECISION NOT NULL, reason TEXT, command_id TEXT NOT NULL, "
+            "details TEXT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {AUDIT}_aggregate ON {t} (aggregate_id, position)",
+            f"CREATE INDEX IF NOT EXISTS {AUDIT}_workflow ON {t} (workflow_id, position)",
+            f"CREATE TABLE IF NOT EXISTS {links} (approval_id TEXT PRIMARY KEY, "
+            "workflow_id TEXT NOT NULL)",
+        ]
+
+    def keys(self, record: EventRecord) -> list[str]:
+        """An audited event adds the row at its position."""
+        return [str(record.position)] if _decision(record) is not None else []
+
+    def apply(
+        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
+    ) -> list[Update]:
+        """Appends a row per audited event."""
+        audited = [(r, d) for r in records if (d := _decision(r)) is not None]
+        if not audited:
+            return []
+        links = _workflow_links(cursor, db, [r for r, _ in audited])
+        rows = [_row(record, decision, links) for record, decision in audited]
+        cursor.executemany(
+            f"INSERT INTO {db.table(AUDIT)} ({', '.join(COLUMNS)}) "
+            f"VALUES ({placeholders(db, len(COLUMNS))})",
+            [tuple(row[c] for c in COLUMNS) for row in rows],
+        )
+        return [(str(row["position"]), public_row(row)) for row in rows]
+
+    def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
+        """Rows at the positions ``keys``."""
+        if not keys:
+            return {}
+        rows = fetch_all(
+            cursor,
+            f"SELECT * FROM {db.table(AUDIT)} WHERE position IN ({placeholders(db, len(keys))})",
+            [int(k) for k in keys],
+        )
+        return {str(row["position"]): public_row(row) for row in rows}
+
+
+def _decision(record: EventRecord) -> str | None:
+    decision = AUDITED.get(record.aggregate, {}).get(record.event)
+    if decision == "":
+        return str(record.data.get("decision", ""))
+    return decision
+
+
+def _workflow_links(
+    cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
+) -> dict[str, str]:
+    """Which workflow each approval in the batch belongs to (new links are stored)."""
+    links: dict[str, str] = {}
+    new = []
+    for record in records:
+        if record.aggregate == "Approval" and record.event == "Requested":
+            workflow_id = record.data.get("workflow_id")
+            if workflow_id:
+                links[record.aggregate_id] = workflow_id
+                new.append((record.aggregate_id, workflow_id))
+    if new:
+        cursor.executemany(
+            f"INSERT INTO {db.table(LINKS)} (approval_id, workflow_id) "
+            f"VALUES ({db.param}, {db.param}) ON CONFLICT (approval_id) DO NOTHING",
+            new,
+        )
+    unknown = sorted({r.aggregate_id for r in records if r.aggregate == "Approval"} - links.keys())
+    for start in range(0, len(unknown), 500):
+        chunk = unknown[start : start + 500]
+        for row in fetch_all(
+            cursor,
+            f"SELECT approval_id, workflow_id FROM {db.table(LINKS)} "
+            f"WHERE approval_id IN ({placeholders(db, len(chunk))})",
+            chunk,
+        ):
+            links[row["approval_id"]] = row["workflow_id"]
+    return links
+
+
+def _row(record: EventRecord, decision: str, links: dict[str, str]) -> Row:
+    if record.aggregate == "WorkflowRun":
+        workflow_id: str | None = record.aggregate_id
+    else:
+        workflow_id = links.get(record.aggregate_id)
+    return {
+        "position": record.position,
+        "aggregate_type": record.aggregate,
+        "aggregate_id": record.aggregate_id,
+        "workflow_id": workflow_id,
+        "event": record.event,
+        "decision": decision,
+        "decided_by": record.actor,
+        "decided_at": record.at,
+        "reason": record.data.get("reason"),
+        "command_id": str(record.data.get("command_id", "")),
+        "details": dumps(record.details()),
+    }
+
+
+def public_row(row: Row) -> Row:
+    """A stored row with its details decoded."""
+    return {**row, "details": loads(row["details"])}

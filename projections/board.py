@@ -1,0 +1,166 @@
+"""The workflow board: one row per run with its status, latest progress and error."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from signoff.domain.workflow_run import (
+    COMPLETE,
+    ERRORED,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    TERMINATED,
+    WAITING,
+)
+from signoff.projections.base import Projection
+from signoff.projections.records import EventRecord, plain
+from signoff.projections.sql import (
+    Cursor,
+    Row,
+    RowBatch,
+    Update,
+    ViewDatabase,
+    dumps,
+    fetch_all,
+    loads,
+    placeholders,
+)
+
+RUNS = "view_runs"
+COLUMNS = (
+    "id",
+    "name",
+    "status",
+    "metadata",
+    "progress",
+    "error",
+    "waiting_for",
+    "generation",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "position",
+)
+JSON_COLUMNS = ("metadata", "progress", "error", "waiting_for")
+
+
+class BoardProjection(Projection):
+    """Runs as a dashboard lists them (``get_workflows`` reads this table)."""
+
+    name = "runs"
+    version = 1
+    tables = (RUNS,)
+
+    def create_statements(self, db: ViewDatabase) -> list[str]:
+        """The runs table and the indexes listings use."""
+        t = db.table(RUNS)
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
+            "status TEXT NOT NULL, metadata TEXT NOT NULL, progress TEXT, error TEXT, "
+            "waiting_for TEXT, generation INTEGER NOT NULL, "
+            "created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
+            "completed_at DOUBLE PRECISION, position BIGINT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {RUNS}_status ON {t} (status, name, created_at)",
+            f"CREATE INDEX IF NOT EXISTS {RUNS}_created ON {t} (created_at, id)",
+        ]
+
+    def keys(self, record: EventRecord) -> list[str]:
+        """A run event changes its run's row."""
+        return [record.aggregate_id] if record.aggregate == "WorkflowRun" else []
+
+    def apply(
+        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
+    ) -> list[Update]:
+        """Folds run events into rows."""
+        mine = [r for r in records if r.aggregate == "WorkflowRun"]
+        if not mine:
+            return []
+        batch = RowBatch(db, RUNS, "id", COLUMNS)
+        batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != "Started"))
+        for record in mine:
+            if record.event == "Started":
+                batch.put(_started(record))
+                continue
+            row = batch.get(record.aggregate_id)
+            if row is not None:
+                batch.put(_folded(dict(row), record))
+        batch.flush(cursor)
+        return [(key, public_row(row)) for key, row in batch.changed() if row is not None]
+
+    def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
+        """Rows of ``keys`` as the feed shows them."""
+        if not keys:
+            return {}
+        rows = fetch_all(
+            cursor,
+            f"SELECT * FROM {db.table(RUNS)} WHERE id IN ({placeholders(db, len(keys))})",
+            keys,
+        )
+        return {row["id"]: public_row(row) for row in rows}
+
+
+def _started(record: EventRecord) -> Row:
+    return {
+        "id": record.aggregate_id,
+        "name": record.data["name"],
+        "status": QUEUED,
+        "metadata": dumps(plain(record.data.get("metadata", {}))),
+        "progress": None,
+        "error": None,
+        "waiting_for": None,
+        "generation": 1,
+        "created_at": record.at,
+        "updated_at": record.at,
+        "completed_at": None,
+        "position": record.position,
+    }
+
+
+def _folded(row: Row, record: EventRecord) -> Row:
+    """The run's row after one event: the same status rules as WorkflowRun's ``@event``s."""
+    data, event = record.data, record.event
+    row["position"] = record.position
+    row["updated_at"] = record.at
+    if event == "StepRecorded":
+        retrying = data.get("error") is not None and data.get("retry_at") is not None
+        row["status"] = WAITING if retrying else RUNNING
+    elif event == "Woken":
+        row["status"] = QUEUED
+    elif event == "ProgressReported":
+        row["status"] = RUNNING
+        row["progress"] = dumps(
+            {"kind": data["kind"], "value": plain(data.get("value")), "at": record.at}
+        )
+    elif event == "WaitStarted":
+        row["status"] = WAITING
+        row["waiting_for"] = dumps({"name": data["name"], "kind": data["kind"]})
+    elif event == "WaitResolved":
+        current = loads(row["waiting_for"])
+        if current is not None and current.get("name") == data["name"]:
+            row["waiting_for"] = None
+        if data.get("wakes"):
+            row["status"] = QUEUED
+    elif event == "Completed":
+        row["status"], row["completed_at"], row["waiting_for"] = COMPLETE, record.at, None
+    elif event == "Errored":
+        row["status"], row["completed_at"], row["waiting_for"] = ERRORED, record.at, None
+        row["error"] = dumps({"type": data["error_type"], "message": data["message"]})
+    elif event == "Paused":
+        row["status"] = PAUSED
+    elif event == "Resumed":
+        row["status"] = data["status"]
+    elif event == "Terminated":
+        row["status"], row["completed_at"], row["waiting_for"] = TERMINATED, record.at, None
+    elif event == "Restarted":
+        row.update(status=QUEUED, generation=int(data["generation"]), progress=None)
+        row.update(error=None, waiting_for=None, completed_at=None)
+    return row
+
+
+def public_row(row: Row) -> Row:
+    """A stored row with its JSON columns decoded."""
+    out = dict(row)
+    for column in JSON_COLUMNS:
+        out[column] = loads(row[column])
+    return out

@@ -1,0 +1,74 @@
+"""Stored events as projections read them: decoded JSON, without building domain objects.
+
+Rebuilding a view must be fast (tens of thousands of events a second), so
+projections read the notification log's JSON directly instead of going
+through the event mapper; ``plain`` and ``epoch`` turn the transcoder's
+``{"_type_": ..., "_data_": ...}`` wrappers into plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+CAUSE_FIELDS = frozenset({"actor", "reason", "command_id", "timestamp", "originator_topic"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One stored event: its place in the log, whose it is, and its data."""
+
+    position: int
+    aggregate: str
+    event: str
+    aggregate_id: str
+    version: int
+    data: dict[str, Any]
+
+    @property
+    def actor(self) -> str:
+        """Who caused the event."""
+        return str(self.data.get("actor", ""))
+
+    @property
+    def at(self) -> float:
+        """When the event happened (seconds since the epoch)."""
+        return epoch(self.data["timestamp"]) or 0.0
+
+    def details(self) -> dict[str, Any]:
+        """The event's own fields (without the cause every event carries), as plain JSON."""
+        return {k: plain(v) for k, v in self.data.items() if k not in CAUSE_FIELDS}
+
+
+def decode(
+    position: int, topic: str, originator_id: Any, version: int, state: bytes
+) -> EventRecord:
+    """Decodes one notification (``module:Aggregate.Event`` topic, JSON state)."""
+    qualname = topic.rpartition(":")[2]
+    aggregate, _, event = qualname.rpartition(".")
+    data = orjson.loads(state)
+    return EventRecord(position, aggregate, event, str(originator_id), version, data)
+
+
+def epoch(value: Any) -> float | None:
+    """A stored datetime as seconds since the epoch (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("_data_")
+    return datetime.fromisoformat(str(value)).timestamp()
+
+
+def plain(value: Any) -> Any:
+    """A stored value with the transcoder's type wrappers replaced by their plain data
+    (datetimes as ISO strings, value objects as their dicts)."""
+    if isinstance(value, dict):
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
+            return plain(value["_data_"])
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

@@ -1,0 +1,236 @@
+"""Runs projections over the notification log: catch up, stay live, rebuild.
+
+Each projection has a tracking row (``signoff_projections``) moved in the
+same transaction as its view rows, so an event is applied exactly once even
+when several processes project the same store: the tracking update is
+conditional on the position read before the batch, and a process that lost
+the race rolls back and reads again. Readers call ``catch_up`` before a
+query to read their own writes; a background thread keeps views live,
+woken by this process's commits, by the database (PostgreSQL's NOTIFY) or,
+failing both, by polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from signoff.projections.base import Projection
+from signoff.projections.records import EventRecord, decode
+from signoff.projections.sql import Change, ViewDatabase, fetch_all
+
+log = logging.getLogger(__name__)
+
+TRACKING = "signoff_projections"
+
+Publish = Callable[[list[Change]], None]
+Progress = Callable[[int, int], None]
+
+
+class _MovedError(Exception):
+    """Another process applied this batch first."""
+
+
+class ProjectionRunner:
+    """Keeps a set of projections up to date with one event store."""
+
+    def __init__(
+        self,
+        recorder: Any,
+        db: ViewDatabase,
+        projections: Sequence[Projection],
+        *,
+        batch_size: int = 2000,
+        publish: Publish | None = None,
+    ) -> None:
+        self.recorder = recorder
+        self.db = db
+        self.projections = {p.name: p for p in projections}
+        self.batch_size = batch_size
+        self.publish = publish
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tracking = db.table(TRACKING)
+
+    # Set-up -------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Creates the tracking table and the views; rebuilds views whose version changed."""
+        p = self.db.param
+        with self.db.transaction(commit=True) as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._tracking} (name TEXT PRIMARY KEY, "
+                "position BIGINT NOT NULL, version INTEGER NOT NULL)"
+            )
+            for projection in self.projections.values():
+                for statement in projection.create_statements(self.db):
+                    cursor.execute(statement)
+                cursor.execute(
+                    f"INSERT INTO {self._tracking} (name, position, version) VALUES ({p}, 0, {p}) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (projection.name, projection.version),
+                )
+        versions = self._versions()
+        for name, projection in self.projections.items():
+            if versions.get(name) != projection.version:
+                self.reset(name)
+
+    def reset(self, name: str) -> None:
+        """Empties a view and moves its tracking to the start of the log."""
+        projection = self.projection(name)
+        p = self.db.param
+        with self._lock, self.db.transaction(commit=True) as cursor:
+            for table in projection.tables:
+                cursor.execute(f"DROP TABLE IF EXISTS {self.db.table(table)}")
+            for statement in projection.create_statements(self.db):
+                cursor.execute(statement)
+            cursor.execute(
+                f"UPDATE {self._tracking} SET position = 0, version = {p} WHERE name = {p}",
+                (projection.version, name),
+            )
+
+    def projection(self, name: str) -> Projection:
+        """The projection called ``name`` (KeyError names the known ones)."""
+        try:
+            return self.projections[name]
+        except KeyError:
+            known = ", ".join(sorted(self.projections))
+            raise KeyError(f"no projection {name!r} (known: {known})") from None
+
+    # Positions ----------------------------------------------------------------
+
+    def positions(self) -> dict[str, int]:
+        """How far each projection has applied the log."""
+        with self.db.transaction(commit=False) as cursor:
+            rows = fetch_all(cursor, f"SELECT name, position FROM {self._tracking}")
+        found = {row["name"]: int(row["position"]) for row in rows}
+        return {name: found.get(name, 0) for name in self.projections}
+
+    def _versions(self) -> dict[str, int]:
+        with self.db.transaction(commit=False) as cursor:
+            rows = fetch_all(cursor, f"SELECT name, version FROM {self._tracking}")
+        return {row["name"]: int(row["version"]) for row in rows}
+
+    def head(self) -> int:
+        """The position of the last stored event (0 for an empty log)."""
+        return int(self.recorder.max_notification_id() or 0)
+
+    # Applying -----------------------------------------------------------------
+
+    def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
+        """Applies events until every projection has reached ``until`` (default: the head).
+
+        Returns how many events were read. Safe to call from any thread.
+        """
+        target = self.head() if until is None else until
+        read = 0
+        with self._lock:
+            while True:
+                positions = self.positions()
+                lowest = min(positions.values(), default=target)
+                if lowest >= target:
+                    return read
+                try:
+                    count = self._apply_batch(positions)
+                except _MovedError:
+                    continue
+                if count == 0:
+                    return read  # the log ends before ``until`` (nothing more stored yet)
+                read += count
+                if progress is not None:
+                    progress(min(self.positions().values()), target)
+
+    def _apply_batch(self, positions: dict[str, int]) -> int:
+        start = min(positions.values())
+        notifications = self.recorder.select_notifications(
+            start=start, limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        records = [
+            decode(n.id, n.topic, n.originator_id, n.originator_version, n.state)
+            for n in notifications
+        ]
+        last = records[-1].position
+        changes: list[Change] = []
+        p = self.db.param
+        with self.db.transaction(commit=True) as cursor:
+            for name, projection in self.projections.items():
+                position = positions[name]
+                if position >= last:
+                    continue
+                cursor.execute(
+                    f"UPDATE {self._tracking} SET position = {p} "
+                    f"WHERE name = {p} AND position = {p}",
+                    (last, name, position),
+                )
+                if _rowcount(cursor) != 1:
+                    raise _MovedError(name)
+                mine: list[EventRecord] = [r for r in records if r.position > position]
+                changes.extend(
+                    Change(name, key, last, row)
+                    for key, row in projection.apply(cursor, self.db, mine)
+                )
+        if changes and self.publish is not None:
+            self.publish(changes)
+        return len(records)
+
+    def rebuild(self, name: str, progress: Progress | None = None) -> int:
+        """Rebuilds one view from the start of the log; returns how many events it read."""
+        with self._lock:
+            self.reset(name)
+            return self.catch_up(progress=progress)
+
+    # Living -------------------------------------------------------------------
+
+    def start(self, poll_interval: float) -> None:
+        """Keeps the views live on a background thread until ``stop``."""
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._live, args=(poll_interval,), name="signoff-projections", daemon=True
+        )
+        self._thread.start()
+
+    def nudge(self) -> None:
+        """Tells the live thread that new events were stored."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stops the live thread (after its current batch)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set while the runner is stopping (listener threads watch it)."""
+        return self._stopping
+
+    def _live(self, poll_interval: float) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                self.catch_up()
+                failures = 0
+            except Exception:  # the views lag, the engine stays up; retried with backoff
+                failures += 1
+                log.exception("projection batch failed (attempt %d)", failures)
+                self._stopping.wait(min(5.0, poll_interval * 2**failures))
+                continue
+            self._wake.wait(poll_interval)
+
+
+def _rowcount(cursor: Any) -> int:
+    count = getattr(cursor, "rowcount", None)
+    if count is None:  # eventsourcing's SQLite cursor wraps sqlite3's
+        count = cursor.sqlite_cursor.rowcount
+    return int(count)

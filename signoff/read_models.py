@@ -1,0 +1,68 @@
+"""The read side of an Engine: projections, their live thread and their change feed.
+
+Queries first catch the views up to the head of the log (so a caller reads
+its own writes), then read in one transaction. The live thread keeps the
+views current between queries and feeds ``watch`` subscribers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from signoff.adapters.persistence.views import notifier_for, views_for
+from signoff.projections.approvals import ApprovalsProjection
+from signoff.projections.audit import AuditProjection
+from signoff.projections.base import Projection
+from signoff.projections.board import BoardProjection
+from signoff.projections.feed import ChangeFeed
+from signoff.projections.runner import ProjectionRunner
+from signoff.projections.sql import Cursor, ViewDatabase
+
+T = TypeVar("T")
+
+
+def default_projections() -> list[Projection]:
+    """The views every engine keeps: approvals (inbox), runs (board), audit trail."""
+    return [ApprovalsProjection(), BoardProjection(), AuditProjection()]
+
+
+class ReadModels:
+    """Projections of one event store, with a live thread and a change feed."""
+
+    def __init__(self, recorder: Any) -> None:
+        self.db: ViewDatabase = views_for(recorder)
+        self.feed = ChangeFeed()
+        self.runner = ProjectionRunner(
+            recorder, self.db, default_projections(), publish=self.feed.publish
+        )
+        self.runner.setup()
+        self._notifier = notifier_for(recorder)
+        self._listener: threading.Thread | None = None
+
+    def start(self, poll_interval: float) -> None:
+        """Keeps the views live (woken by NOTIFY where the store sends it, else by polling)."""
+        self.runner.start(poll_interval)
+        if self._notifier is not None and self._listener is None:
+            self._listener = threading.Thread(
+                target=self._notifier,
+                args=(self.runner.nudge, self.runner.stopping),
+                name="signoff-listen",
+                daemon=True,
+            )
+            self._listener.start()
+
+    def stop(self) -> None:
+        """Stops the live thread and the listener."""
+        self.runner.stop()
+        if self._listener is not None:
+            self._listener.join()
+            self._listener = None
+
+    def query(self, read: Callable[[Cursor, ViewDatabase], T], *, current: bool = True) -> T:
+        """Runs ``read`` on caught-up views (``current=False``: as they are)."""
+        if current:
+            self.runner.catch_up()
+        with self.db.transaction(commit=False) as cursor:
+            return read(cursor, self.db)
