@@ -243,7 +243,8 @@ async def test_rebuilding_a_view_gives_the_same_rows(engine: Engine):
         return found
 
     before = dump()
-    assert before["view_runs"] and before["view_audit"]
+    assert before["view_runs"]
+    assert before["view_audit"]
     for name in ("approvals", "runs", "audit"):
         models.runner.rebuild(name)
     assert dump() == before
