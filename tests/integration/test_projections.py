@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -164,10 +165,8 @@ async def test_the_board_agrees_with_every_run(engine: Engine):
         assert summary.updated_at == info.updated_at
         assert summary.completed_at == info.completed_at
     assert board[failing].error == {"type": "RuntimeError", "message": "payment provider down"}
-    assert board[waiting].waiting_for is not None
-    assert board[waiting].waiting_for["kind"] == "approval"
-    assert board[waiting].progress is not None
-    assert board[waiting].progress["value"] == {"stage": "validated", "amount": 40}
+    assert (board[waiting].waiting_for or {}).get("kind") == "approval"
+    assert (board[waiting].progress or {}).get("value") == {"stage": "validated", "amount": 40}
     assert [s.id for s in (await engine.get_workflows(metadata={"team": "a"})).items] == [waiting]
     statuses = {s.id: s.status for s in page.items}
     assert statuses[approved] == "complete"
@@ -219,6 +218,10 @@ async def test_metrics_count_statuses_latency_and_overdue_approvals(engine: Engi
 
     await engine.settle()
     assert (await engine.metrics()).overdue_approvals == 0
+
+
+def _all_rows(sql: str, cursor: Any, db: Any) -> list[dict[str, Any]]:
+    return fetch_all(cursor, sql)
 
 
 async def test_rebuilding_a_view_gives_the_same_rows(engine: Engine):
