@@ -239,10 +239,8 @@ async def test_rebuilding_a_view_gives_the_same_rows(engine: Engine):
         found = {}
         for table in tables:
             sql = f"SELECT * FROM {models.db.table(table)}"
-            found[table] = sorted(
-                models.query(lambda c, db, q=sql: fetch_all(c, q)),
-                key=lambda r: str(list(r.values())),
-            )
+            rows = models.query(functools.partial(_all_rows, sql))
+            found[table] = sorted(rows, key=lambda r: str(list(r.values())))
         return found
 
     before = dump()
