@@ -6,9 +6,9 @@ import asyncio
 import csv
 import json
 import sys
-from datetime import UTC, datetime
 from collections.abc import Callable
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, TypeVar
 

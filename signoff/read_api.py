@@ -209,6 +209,7 @@ def _changed_since(models: ReadModels, view: str, after: int) -> list[Change]:
     """The current rows of ``view`` that events after ``after`` touched (up to the view's
     own position), as changes at that position."""
     runner = models.runner
+    runner.catch_up()  # "as they are now": everything stored before the client came back
     projection = runner.projection(view)
     until = runner.positions()[view]
     keys: dict[str, None] = {}

@@ -38,27 +38,28 @@ class ReadModels:
             recorder, self.db, default_projections(), publish=self.feed.publish
         )
         self.runner.setup()
-        self._notifier = notifier_for(recorder)
-        self._listener: threading.Thread | None = None
+        self.listener = notifier_for(recorder)
+        """PostgreSQL's LISTEN loop (None on other stores)."""
+        self._listen_thread: threading.Thread | None = None
 
     def start(self, poll_interval: float) -> None:
         """Keeps the views live (woken by NOTIFY where the store sends it, else by polling)."""
         self.runner.start(poll_interval)
-        if self._notifier is not None and self._listener is None:
-            self._listener = threading.Thread(
-                target=self._notifier,
+        if self.listener is not None and self._listen_thread is None:
+            self._listen_thread = threading.Thread(
+                target=self.listener,
                 args=(self.runner.nudge, self.runner.stopping),
                 name="signoff-listen",
                 daemon=True,
             )
-            self._listener.start()
+            self._listen_thread.start()
 
     def stop(self) -> None:
         """Stops the live thread and the listener."""
         self.runner.stop()
-        if self._listener is not None:
-            self._listener.join()
-            self._listener = None
+        if self._listen_thread is not None:
+            self._listen_thread.join()
+            self._listen_thread = None
 
     def query(self, read: Callable[[Cursor, ViewDatabase], T], *, current: bool = True) -> T:
         """Runs ``read`` on caught-up views (``current=False``: as they are)."""

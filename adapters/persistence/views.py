@@ -103,26 +103,38 @@ def views_for(recorder: Any) -> ViewDatabase:
     return MemoryViews()
 
 
-def notifier_for(recorder: Any) -> Callable[[Callable[[], None], threading.Event], None] | None:
-    """A loop that calls ``wake`` whenever the store announces new events (PostgreSQL's
-    NOTIFY), until ``stopping`` is set; None where the store announces nothing."""
-    if not isinstance(recorder, PostgresApplicationRecorder):
-        return None
+class Listener:
+    """Calls ``wake`` whenever PostgreSQL announces new events (eventsourcing's NOTIFY on
+    insert), until ``stopping`` is set; a lost connection is re-opened, and polling
+    covers what was stored meanwhile."""
 
-    def listen(wake: Callable[[], None], stopping: threading.Event) -> None:
+    def __init__(self, recorder: PostgresApplicationRecorder) -> None:
+        self.recorder = recorder
+        self.backend_pid: int | None = None
+        """The listening connection's server process (tests kill it)."""
+
+    def __call__(self, wake: Callable[[], None], stopping: threading.Event) -> None:
+        """Listens until ``stopping`` is set."""
         failures = 0
         while not stopping.is_set():
             try:
-                with recorder.datastore.get_connection() as conn:
-                    conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+                with self.recorder.datastore.get_connection() as conn:
+                    channel = Identifier(self.recorder.channel_name)
+                    conn.execute(SQL("LISTEN {0}").format(channel))
+                    self.backend_pid = conn.info.backend_pid
                     failures = 0
                     wake()  # anything stored while not listening
                     while not stopping.is_set():
                         for _ in conn.notifies(timeout=0.2, stop_after=1):
                             wake()
-            except Exception:  # a killed connection: polling covers the gap, then listen again
+            except Exception:
                 failures += 1
                 log.warning("LISTEN connection lost (attempt %d); reconnecting", failures)
                 stopping.wait(min(5.0, 0.1 * 2**failures))
 
-    return listen
+
+def notifier_for(recorder: Any) -> Listener | None:
+    """The store's announcer of new events, if it has one (PostgreSQL)."""
+    if isinstance(recorder, PostgresApplicationRecorder):
+        return Listener(recorder)
+    return None
