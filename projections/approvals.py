@@ -22,9 +22,8 @@ from signoff.projections.sql import (
     RowBatch,
     Update,
     ViewDatabase,
-    dumps,
+    decode_json,
     fetch_all,
-    loads,
     placeholders,
 )
 
@@ -105,13 +104,13 @@ class ApprovalsProjection(Projection):
         return [record.aggregate_id] if record.aggregate == "Approval" else []
 
     def apply(
-        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
+        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord], report: bool
     ) -> list[Update]:
         """Folds approval events into rows, then rewrites the access rows of those that changed."""
         mine = [r for r in records if r.aggregate == "Approval"]
         if not mine:
             return []
-        batch = RowBatch(db, APPROVALS, "id", COLUMNS)
+        batch = RowBatch(db, APPROVALS, "id", COLUMNS, JSON_COLUMNS)
         batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != "Requested"))
         for record in mine:
             if record.event == "Requested":
@@ -123,7 +122,9 @@ class ApprovalsProjection(Projection):
             batch.put(_folded(dict(row), record))
         batch.flush(cursor)
         _write_access(cursor, db, batch)
-        return [(key, _public(row)) for key, row in batch.changed()]
+        if not report:
+            return []
+        return [(key, None if row is None else public_row(row)) for key, row in batch.changed()]
 
     def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
         """Rows of ``keys`` as the feed shows them."""
@@ -134,7 +135,7 @@ class ApprovalsProjection(Projection):
             f"SELECT * FROM {db.table(APPROVALS)} WHERE id IN ({placeholders(db, len(keys))})",
             keys,
         )
-        return {row["id"]: public_row(row) for row in rows}
+        return {row["id"]: public_row(decode_json(row, JSON_COLUMNS)) for row in rows}
 
 
 def _requested(record: EventRecord) -> Row:
@@ -147,7 +148,7 @@ def _requested(record: EventRecord) -> Row:
         "wait_name": data.get("wait_name"),
         "title": data.get("title", ""),
         "description": data.get("description", ""),
-        "context": dumps(plain(data.get("context", {}))),
+        "context": plain(data.get("context", {})),
         "requested_by": data["requested_by"],
         "requested_at": record.at,
         "deadline": deadline,
@@ -155,9 +156,9 @@ def _requested(record: EventRecord) -> Row:
         "status": PENDING,
         "required_approvals": int(policy.get("required_approvals", 1)),
         "rejection_threshold": int(policy.get("rejection_threshold", 1)),
-        "approvers": dumps(list(policy.get("approvers", []))),
-        "groups": dumps(list(policy.get("groups", []))),
-        "votes": "[]",
+        "approvers": list(policy.get("approvers", [])),
+        "groups": list(policy.get("groups", [])),
+        "votes": [],
         "approvals": 0,
         "rejections": 0,
         "escalation_level": 0,
@@ -181,7 +182,7 @@ def _folded(row: Row, record: EventRecord) -> Row:
             "at": record.at,
             "groups": data.get("groups", []),
         }
-        row["votes"] = dumps([*loads(row["votes"]), vote])
+        row["votes"] = [*row["votes"], vote]
         counter = "approvals" if data["decision"] == "approve" else "rejections"
         row[counter] += 1
     elif event in _DECISIONS:
@@ -190,8 +191,8 @@ def _folded(row: Row, record: EventRecord) -> Row:
         row["decided_by"] = record.actor
         row["decision_reason"] = data.get("reason")
     elif event in ("Reassigned", "Escalated"):
-        row["approvers"] = dumps(list(data["approvers"]))
-        row["groups"] = dumps(list(data["groups"]))
+        row["approvers"] = list(data["approvers"])
+        row["groups"] = list(data["groups"])
         if event == "Escalated":
             row["escalation_level"] = int(data["level"])
             deadline = epoch(data.get("deadline"))
@@ -203,9 +204,8 @@ def _folded(row: Row, record: EventRecord) -> Row:
 
 
 def _principals(row: Row) -> list[str]:
-    approvers, groups = loads(row["approvers"]), loads(row["groups"])
-    allowed = [f"u:{p}" for p in approvers] + [f"g:{g}" for g in groups]
-    voted = [f"v:{v['voter']}" for v in loads(row["votes"])]
+    allowed = [f"u:{p}" for p in row["approvers"]] + [f"g:{g}" for g in row["groups"]]
+    voted = [f"v:{v['voter']}" for v in row["votes"]]
     return sorted(set((allowed or ["*"]) + voted))
 
 
@@ -224,14 +224,8 @@ def _write_access(cursor: Cursor, db: ViewDatabase, batch: RowBatch) -> None:
 
 
 def public_row(row: Row) -> Row:
-    """A stored row with its JSON columns decoded and derived counts added."""
+    """A row (JSON columns decoded) as callers see it: with the approvals still needed."""
     out: dict[str, Any] = dict(row)
-    for column in JSON_COLUMNS:
-        out[column] = loads(row[column])
     out.pop("sort_deadline", None)
     out["approvals_needed"] = max(0, row["required_approvals"] - row["approvals"])
     return out
-
-
-def _public(row: Row | None) -> Row | None:
-    return None if row is None else public_row(row)

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from signoff.projections.base import Projection
-from signoff.projections.records import EventRecord
+from signoff.projections.records import EventRecord, details
 from signoff.projections.sql import (
     Cursor,
     Row,
     Update,
     ViewDatabase,
-    dumps,
     fetch_all,
     loads,
     placeholders,
@@ -97,7 +96,7 @@ class AuditProjection(Projection):
         return [str(record.position)] if _decision(record) is not None else []
 
     def apply(
-        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
+        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord], report: bool
     ) -> list[Update]:
         """Appends a row per audited event."""
         audited = [(r, d) for r in records if (d := _decision(r)) is not None]
@@ -110,7 +109,7 @@ class AuditProjection(Projection):
             f"VALUES ({placeholders(db, len(COLUMNS))})",
             [tuple(row[c] for c in COLUMNS) for row in rows],
         )
-        return [(str(row["position"]), public_row(row)) for row in rows]
+        return [(str(row["position"]), public_row(row)) for row in rows] if report else []
 
     def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
         """Rows at the positions ``keys``."""
@@ -178,10 +177,10 @@ def _row(record: EventRecord, decision: str, links: dict[str, str]) -> Row:
         "decided_at": record.at,
         "reason": record.data.get("reason"),
         "command_id": str(record.data.get("command_id", "")),
-        "details": dumps(record.details()),
+        "details": record.state.decode(),  # stored as is; made plain when read
     }
 
 
 def public_row(row: Row) -> Row:
-    """A stored row with its details decoded."""
-    return {**row, "details": loads(row["details"])}
+    """A stored row with its details decoded (the event's own fields, plain JSON)."""
+    return {**row, "details": details(loads(row["details"]))}

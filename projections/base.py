@@ -29,9 +29,10 @@ class Projection(ABC):
 
     @abstractmethod
     def apply(
-        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
+        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord], report: bool
     ) -> list[Update]:
-        """Applies events (in log order) to the view; returns the rows that changed."""
+        """Applies events (in log order) to the view; returns the rows that changed when
+        ``report`` (someone watches the view), else nothing."""
 
     @abstractmethod
     def keys(self, record: EventRecord) -> list[str]:

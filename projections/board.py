@@ -21,9 +21,8 @@ from signoff.projections.sql import (
     RowBatch,
     Update,
     ViewDatabase,
-    dumps,
+    decode_json,
     fetch_all,
-    loads,
     placeholders,
 )
 
@@ -70,13 +69,13 @@ class BoardProjection(Projection):
         return [record.aggregate_id] if record.aggregate == "WorkflowRun" else []
 
     def apply(
-        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
+        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord], report: bool
     ) -> list[Update]:
         """Folds run events into rows."""
         mine = [r for r in records if r.aggregate == "WorkflowRun"]
         if not mine:
             return []
-        batch = RowBatch(db, RUNS, "id", COLUMNS)
+        batch = RowBatch(db, RUNS, "id", COLUMNS, JSON_COLUMNS)
         batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != "Started"))
         for record in mine:
             if record.event == "Started":
@@ -86,7 +85,9 @@ class BoardProjection(Projection):
             if row is not None:
                 batch.put(_folded(dict(row), record))
         batch.flush(cursor)
-        return [(key, public_row(row)) for key, row in batch.changed() if row is not None]
+        if not report:
+            return []
+        return [(key, dict(row)) for key, row in batch.changed() if row is not None]
 
     def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
         """Rows of ``keys`` as the feed shows them."""
@@ -105,7 +106,7 @@ def _started(record: EventRecord) -> Row:
         "id": record.aggregate_id,
         "name": record.data["name"],
         "status": QUEUED,
-        "metadata": dumps(plain(record.data.get("metadata", {}))),
+        "metadata": plain(record.data.get("metadata", {})),
         "progress": None,
         "error": None,
         "waiting_for": None,
@@ -129,14 +130,12 @@ def _folded(row: Row, record: EventRecord) -> Row:
         row["status"] = QUEUED
     elif event == "ProgressReported":
         row["status"] = RUNNING
-        row["progress"] = dumps(
-            {"kind": data["kind"], "value": plain(data.get("value")), "at": record.at}
-        )
+        row["progress"] = {"kind": data["kind"], "value": plain(data.get("value")), "at": record.at}
     elif event == "WaitStarted":
         row["status"] = WAITING
-        row["waiting_for"] = dumps({"name": data["name"], "kind": data["kind"]})
+        row["waiting_for"] = {"name": data["name"], "kind": data["kind"]}
     elif event == "WaitResolved":
-        current = loads(row["waiting_for"])
+        current = row["waiting_for"]
         if current is not None and current.get("name") == data["name"]:
             row["waiting_for"] = None
         if data.get("wakes"):
@@ -145,7 +144,7 @@ def _folded(row: Row, record: EventRecord) -> Row:
         row["status"], row["completed_at"], row["waiting_for"] = COMPLETE, record.at, None
     elif event == "Errored":
         row["status"], row["completed_at"], row["waiting_for"] = ERRORED, record.at, None
-        row["error"] = dumps({"type": data["error_type"], "message": data["message"]})
+        row["error"] = {"type": data["error_type"], "message": data["message"]}
     elif event == "Paused":
         row["status"] = PAUSED
     elif event == "Resumed":
@@ -160,7 +159,4 @@ def _folded(row: Row, record: EventRecord) -> Row:
 
 def public_row(row: Row) -> Row:
     """A stored row with its JSON columns decoded."""
-    out = dict(row)
-    for column in JSON_COLUMNS:
-        out[column] = loads(row[column])
-    return out
+    return decode_json(row, JSON_COLUMNS)

@@ -67,6 +67,11 @@ class ChangeFeed:
         with self._lock:
             self._subscribers.discard(subscriber)
 
+    def watched(self, view: str) -> bool:
+        """Tells whether anyone subscribes to ``view``."""
+        with self._lock:
+            return any(s.view == view for s in self._subscribers)
+
     def publish(self, changes: Sequence[Change]) -> None:
         """Hands each subscriber the changes of its view."""
         with self._lock:

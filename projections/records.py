@@ -27,6 +27,8 @@ class EventRecord:
     aggregate_id: str
     version: int
     data: dict[str, Any]
+    state: bytes
+    """The stored JSON, as it is (kept by the audit trail without re-encoding)."""
 
     @property
     def actor(self) -> str:
@@ -40,7 +42,7 @@ class EventRecord:
 
     def details(self) -> dict[str, Any]:
         """The event's own fields (without the cause every event carries), as plain JSON."""
-        return {k: plain(v) for k, v in self.data.items() if k not in CAUSE_FIELDS}
+        return details(self.data)
 
 
 def decode(
@@ -50,7 +52,12 @@ def decode(
     qualname = topic.rpartition(":")[2]
     aggregate, _, event = qualname.rpartition(".")
     data = orjson.loads(state)
-    return EventRecord(position, aggregate, event, str(originator_id), version, data)
+    return EventRecord(position, aggregate, event, str(originator_id), version, data, state)
+
+
+def details(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's own fields (without the cause every event carries), as plain JSON."""
+    return {k: plain(v) for k, v in data.items() if k not in CAUSE_FIELDS}
 
 
 def epoch(value: Any) -> float | None:

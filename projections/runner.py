@@ -44,12 +44,15 @@ class ProjectionRunner:
         *,
         batch_size: int = 2000,
         publish: Publish | None = None,
+        watched: Callable[[str], bool] = lambda view: True,
     ) -> None:
         self.recorder = recorder
         self.db = db
         self.projections = {p.name: p for p in projections}
         self.batch_size = batch_size
         self.publish = publish
+        self.watched = watched
+        """Tells whether a view has subscribers (changes are worked out only for those)."""
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -173,7 +176,9 @@ class ProjectionRunner:
                 mine: list[EventRecord] = [r for r in records if r.position > position]
                 changes.extend(
                     Change(name, key, last, row)
-                    for key, row in projection.apply(cursor, self.db, mine)
+                    for key, row in projection.apply(
+                        cursor, self.db, mine, self.publish is not None and self.watched(name)
+                    )
                 )
         if changes and self.publish is not None:
             self.publish(changes)

@@ -75,14 +75,33 @@ def placeholders(db: ViewDatabase, count: int) -> str:
     return ", ".join([db.param] * count)
 
 
-class RowBatch:
-    """The rows of one view table that a batch of events reads and writes."""
+def decode_json(row: Row, json_columns: Sequence[str]) -> Row:
+    """A stored row with its JSON columns decoded."""
+    out = dict(row)
+    for column in json_columns:
+        out[column] = loads(row[column])
+    return out
 
-    def __init__(self, db: ViewDatabase, table: str, key: str, columns: Sequence[str]) -> None:
+
+class RowBatch:
+    """The rows of one view table that a batch of events reads and writes.
+
+    Rows are held with their JSON columns decoded, and encoded once at ``flush``.
+    """
+
+    def __init__(
+        self,
+        db: ViewDatabase,
+        table: str,
+        key: str,
+        columns: Sequence[str],
+        json_columns: Sequence[str] = (),
+    ) -> None:
         self.db = db
         self.table = db.table(table)
         self.key = key
         self.columns = tuple(columns)
+        self.json_columns = frozenset(json_columns)
         self._rows: dict[str, Row | None] = {}
         self._dirty: set[str] = set()
         p = db.param
@@ -105,7 +124,9 @@ class RowBatch:
                 f"({placeholders(self.db, len(chunk))})",
                 chunk,
             )
-            by_key = {str(row[self.key]): row for row in found}
+            by_key = {
+                str(row[self.key]): decode_json(row, tuple(self.json_columns)) for row in found
+            }
             for k in chunk:
                 self._rows[k] = by_key.get(k)
 
@@ -134,6 +155,13 @@ class RowBatch:
         upserts = [row for _, row in self.changed() if row is not None]
         deletes = [(key,) for key, row in self.changed() if row is None]
         if upserts:
-            cursor.executemany(self._upsert, [tuple(r[c] for c in self.columns) for r in upserts])
+            encoded = self.json_columns
+            cursor.executemany(
+                self._upsert,
+                [
+                    tuple(dumps(r[c]) if c in encoded else r[c] for c in self.columns)
+                    for r in upserts
+                ],
+            )
         if deletes:
             cursor.executemany(self._delete, deletes)

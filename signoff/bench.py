@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from signoff import bench_views
 from signoff.engine import Engine
 from signoff.step import Step
 from signoff.workflow import Workflow, WorkflowEvent
@@ -199,6 +200,7 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=100_000)
     parser.add_argument("--schedules", type=int, default=100_000)
     parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--events", type=int, default=60_000, help="events for the rebuild rate")
     args = parser.parse_args()
     stores = args.stores.split(",")
 
@@ -219,6 +221,8 @@ def main() -> None:
                 f"timer lateness, {args.schedules} pending",
                 lambda s: timer_lateness(s, args.schedules),
             )
+
+        await bench_views.run(stores, args.events, _on_stores)
 
     asyncio.run(everything())
 

@@ -35,7 +35,11 @@ class ReadModels:
         self.db: ViewDatabase = views_for(recorder)
         self.feed = ChangeFeed()
         self.runner = ProjectionRunner(
-            recorder, self.db, default_projections(), publish=self.feed.publish
+            recorder,
+            self.db,
+            default_projections(),
+            publish=self.feed.publish,
+            watched=self.feed.watched,
         )
         self.runner.setup()
         self.listener = notifier_for(recorder)
