@@ -71,7 +71,9 @@ class Anchor:
             document = json.loads(path.read_text())
             if document.get("format") != _ANCHOR_FORMAT:
                 raise ValueError(f"format is not {_ANCHOR_FORMAT}")
-            return cls(int(document["position"]), bytes.fromhex(document["hash"]), document["key_id"])
+            return cls(
+                int(document["position"]), bytes.fromhex(document["hash"]), document["key_id"]
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise InvalidInputError(f"cannot read anchor {str(path)!r}: {error}") from None
 
@@ -180,7 +182,9 @@ class _Walk:
         elif row.prev_position > last_position:
             self.add(row.prev_position, "deleted", "an event and its chain row were deleted")
         else:
-            self.add(last_position, "inserted", "a forged event and chain row: the next links past it")
+            self.add(
+                last_position, "inserted", "a forged event and chain row: the next links past it"
+            )
 
     def _relabel_unchained(self) -> None:
         """The next chain row (or the head) names the unchained event: its row was deleted."""

@@ -74,9 +74,7 @@ class Chainer:
     def __init__(self, key: bytes | None = None) -> None:
         self.key = key or None
         self.key_id = (
-            hashlib.sha256(b"signoff-audit-key-id:" + self.key).hexdigest()[:16]
-            if self.key
-            else ""
+            hashlib.sha256(b"signoff-audit-key-id:" + self.key).hexdigest()[:16] if self.key else ""
         )
 
     @staticmethod
@@ -93,9 +91,7 @@ class Chainer:
             return hmac.new(self.key, message, hashlib.sha256).digest()
         return hashlib.sha256(message).digest()
 
-    def extend(
-        self, head: tuple[int, bytes], events: Sequence[StoredRow]
-    ) -> list[ChainRow]:
+    def extend(self, head: tuple[int, bytes], events: Sequence[StoredRow]) -> list[ChainRow]:
         """Chains ``(position, originator_id, version, topic, state)`` tuples after ``head``
         (their positions ascending, all beyond it)."""
         rows: list[ChainRow] = []
