@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,10 @@ def test_an_untampered_store_verifies(durable_store_url: str, history: RawStore)
 
     assert report.ok, report.problems
     assert report.events == len(history.positions()) > 20
-    assert report.head is not None and report.head.position == history.positions()[-1]
-    assert code == 0 and "OK" in output
+    assert report.head is not None
+    assert report.head.position == history.positions()[-1]
+    assert code == 0
+    assert "OK" in output
 
 
 def test_a_store_verifies_after_concurrent_writers_and_a_restart(durable_store_url: str):
@@ -279,4 +281,5 @@ def test_a_store_from_before_the_chain_is_chained_when_first_opened(
 
     report = check(durable_store_url, None)
     assert report.ok, report.problems
-    assert report.head is not None and report.head.backfilled_to == last
+    assert report.head is not None
+    assert report.head.backfilled_to == last
