@@ -283,3 +283,16 @@ def test_a_store_from_before_the_chain_is_chained_when_first_opened(
     assert report.ok, report.problems
     assert report.head is not None
     assert report.head.backfilled_to == last
+
+
+def test_on_sqlite_writes_after_the_log_lost_its_tail_are_refused(tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/events.db"
+    asyncio.run(record_some_history(url, approvals=1))
+    raw = RawStore(url)
+    last = raw.positions()[-1]
+    raw.delete(last)  # its rowid would be handed out again
+    raw.close()
+
+    with pytest.raises(AuditChainError):
+        asyncio.run(record_some_history(url, approvals=1))
+    assert_tampered(url, last, "deleted")
