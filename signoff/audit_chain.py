@@ -112,7 +112,7 @@ def verify(
         head = snapshot.head()
         report = VerifyReport(head)
         if head is None:
-            report.problems.append(Problem(0, "head", "the store has no audit chain head"))
+            report.problems.append(Problem(0, "head", "the chain table or its head is missing"))
             return report
         if chainer.key_id != head.key_id:
             detail = f"the chain's key id is {head.key_id or 'none'}, "

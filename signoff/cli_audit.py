@@ -49,12 +49,16 @@ def open_chain(store: str) -> Iterator[ChainLog]:
 
 
 def check(store: str, anchor: Path | None) -> VerifyReport:
-    """Verifies ``store`` (against the anchor file, if given); a store or anchor that
-    cannot be read exits with code 2."""
+    """Verifies ``store`` (against the anchor file, if given)."""
+    saved = Anchor.load(anchor) if anchor is not None else None
+    with open_chain(store) as log:
+        return verify(log, chainer=chainer_from_env(), anchor=saved)
+
+
+def _checked(store: str, anchor: Path | None) -> VerifyReport:
+    """:func:`check`, exiting with code 2 when the store or anchor cannot be read."""
     try:
-        saved = Anchor.load(anchor) if anchor is not None else None
-        with open_chain(store) as log:
-            return verify(log, chainer=chainer_from_env(), anchor=saved)
+        return check(store, anchor)
     except SignoffError as error:
         console.print(f"[red]{type(error).__name__}[/red]: {error}")
         raise typer.Exit(2) from None
@@ -94,7 +98,7 @@ def verify_command(
     ] = None,
 ) -> None:
     """Checks every stored event against the hash chain, its head and an anchor."""
-    report = check(store, anchor)
+    report = _checked(store, anchor)
     _report(report)
     if not report.ok:
         raise typer.Exit(1)
@@ -106,7 +110,7 @@ def anchor_command(
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Verifies the store, then saves its chain head to a file kept outside the database."""
-    report = check(store, None)
+    report = _checked(store, None)
     if not report.ok or report.head is None:
         _report(report)
         raise typer.Exit(1)

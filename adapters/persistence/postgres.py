@@ -38,7 +38,7 @@ def _chain_tables(schema: str, events: str) -> ChainTables:
         position="notification_id",
         blob="BYTEA",
         exists="SELECT to_regclass(%s)::text AS t",
-        head_name=f'"{schema}".signoff_chain_head',
+        names=(f'"{schema}".signoff_chain', f'"{schema}".signoff_chain_head'),
         lock=f'LOCK TABLE "{schema}"."{events}" IN EXCLUSIVE MODE',
         for_update=" FOR UPDATE",
         snapshot="SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",

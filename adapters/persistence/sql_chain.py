@@ -39,8 +39,8 @@ class ChainTables:
     events: str
     position: str  # the events' notification id column
     blob: str  # binary column type
-    exists: str  # SQL telling whether the head table exists (one param: its name)
-    head_name: str  # the head table's name as ``exists`` wants it
+    exists: str  # SQL telling whether a table exists (one param: its name)
+    names: tuple[str, str]  # the chain and head tables' names as ``exists`` wants them
     lock: str  # taken before a backfill, so that no insert runs meanwhile
     for_update: str  # row lock suffix of the head read ("" where writes are serialised)
     snapshot: str  # first statement of a consistent read ("" where BEGIN gives one)
@@ -146,10 +146,11 @@ class _Snapshot:
 
     def head(self) -> ChainHead | None:
         tables = self._chain.chain_tables
-        self._cursor.execute(tables.exists, (tables.head_name,))
-        found = self._cursor.fetchone()
-        if found is None or found["t"] is None:
-            return None
+        for name in tables.names:
+            self._cursor.execute(tables.exists, (name,))
+            found = self._cursor.fetchone()
+            if found is None or found["t"] is None:
+                return None
         self._cursor.execute(self._chain._head_sql)
         r = self._cursor.fetchone()
         if r is None:

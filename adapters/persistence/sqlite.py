@@ -31,7 +31,7 @@ CHAIN = ChainTables(
     position="rowid",
     blob="BLOB",
     exists="SELECT name AS t FROM sqlite_master WHERE type = 'table' AND name = ?",
-    head_name="signoff_chain_head",
+    names=("signoff_chain", "signoff_chain_head"),
     lock="DELETE FROM signoff_chain_head WHERE id <> 1",  # takes the write lock first
     for_update="",
     snapshot="",

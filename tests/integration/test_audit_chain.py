@@ -198,6 +198,12 @@ def test_a_deleted_head_is_reported_and_not_rebuilt_by_verify(
     assert_tampered(durable_store_url, 0, "head")
 
 
+def test_a_dropped_chain_table_is_reported(durable_store_url: str, history: RawStore):
+    history.run("DROP TABLE signoff_chain")
+
+    assert_tampered(durable_store_url, 0, "head")
+
+
 def test_a_consistently_truncated_log_is_found_only_through_an_anchor(
     durable_store_url: str, history: RawStore, tmp_path: Path
 ):
