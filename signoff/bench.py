@@ -1,6 +1,7 @@
 """``make bench``: throughput and memory figures on the real stores (printed, never asserted).
 
-Usage: python -m signoff.bench [--n N] [--waiting W] [--schedules S] [--stores sqlite,postgres]
+Usage: python -m signoff.bench [--n N] [--waiting W] [--schedules S] [--audit A]
+                               [--stores sqlite,postgres]
 
 - approvals: request N standalone approvals, then approve them all.
 - expense cycle (the seed's ExpenseWorkflow): start N runs -> validate step ->
@@ -10,6 +11,8 @@ Usage: python -m signoff.bench [--n N] [--waiting W] [--schedules S] [--stores s
 - timer lateness: with S one-shot schedules pending an hour ahead (SQLite, real
   clock, poll interval 0.05 s), how late 200 schedules due over ~5 s fire
   (callback time minus due time), and the RSS before and after creating the S.
+- audit chain: the hashing each stored event costs on the write path (µs), and
+  how fast ``signoff audit verify`` checks a store of about A events (events/s).
 """
 
 from __future__ import annotations
@@ -170,6 +173,26 @@ async def timer_lateness(store: str, pending: int, timed: int = 200) -> dict[str
     }
 
 
+async def audit_chain(store: str, events: int) -> dict[str, float]:
+    """Hashing cost per event, then the verify rate over ~``events`` stored events."""
+    from signoff.chain import chainer_from_env
+    from signoff.cli_audit import check
+
+    state = os.urandom(600)  # about the size of a stored Requested event
+    topic = "signoff.domain.approval:Approval.Requested"
+    batch = [(i, f"approval-{i}", 1, topic, state) for i in range(1, 10_001)]
+    started = time.perf_counter()
+    chainer_from_env().extend((0, bytes(32)), batch)
+    hashing = (time.perf_counter() - started) / len(batch)
+    await approval_cycles(store, max(events // 3, 1))  # three events per cycle
+    started = time.perf_counter()
+    report = check(store, None)
+    elapsed = time.perf_counter() - started
+    if not report.ok:
+        raise RuntimeError(f"the benchmark's own store does not verify: {report.first}")
+    return {"hash µs/event": hashing * 1e6, "verify events/s": report.events / elapsed}
+
+
 def _report(name: str, figures: dict[str, float]) -> None:
     cells = "  ".join(f"{k} {v:>9,.1f}" for k, v in figures.items())
     print(f"{name:<40} {cells}", flush=True)
@@ -199,6 +222,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--waiting", type=int, default=100_000)
     parser.add_argument("--schedules", type=int, default=100_000)
+    parser.add_argument("--audit", type=int, default=30_000, help="events to verify (0: skip)")
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--events", type=int, default=60_000, help="events for the rebuild rate")
     args = parser.parse_args()
@@ -220,6 +244,12 @@ def main() -> None:
                 ["sqlite"],
                 f"timer lateness, {args.schedules} pending",
                 lambda s: timer_lateness(s, args.schedules),
+            )
+        if args.audit:
+            await _on_stores(
+                [kind for kind in stores if kind != "memory"],
+                f"audit chain, ~{args.audit} events",
+                lambda s: audit_chain(s, args.audit),
             )
 
         await bench_views.run(stores, args.events, _on_stores)

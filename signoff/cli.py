@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from signoff.cli_audit import audit
 from signoff.engine import DEFAULT_STORE, Engine
 from signoff.errors import SignoffError
 from signoff.views import HistoryEntry
@@ -20,6 +21,7 @@ T = TypeVar("T")
 app = typer.Typer(help="signoff: durable human approvals with an audit log.", no_args_is_help=True)
 console = Console(width=140 if not Console().is_terminal else None)
 StoreOption = Annotated[str, typer.Option("--store", help="event store URL")]
+app.add_typer(audit, name="audit")
 
 
 def _run(work: Callable[[Engine], Awaitable[T]], store: str) -> T:
@@ -149,9 +151,7 @@ def rebuild_index(store: StoreOption = DEFAULT_STORE) -> None:
 from signoff.cli_views import export_audit, projections_app  # noqa: E402
 
 app.add_typer(projections_app, name="projections")
-audit_app = typer.Typer(help="The audit trail: export it, verify it.", no_args_is_help=True)
-audit_app.command("export")(export_audit)
-app.add_typer(audit_app, name="audit")
+audit.command("export")(export_audit)
 
 
 def main() -> None:

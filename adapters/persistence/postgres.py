@@ -11,6 +11,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
+from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex, postgres_metadata_match
 from signoff.index import IndexUpdate
 
@@ -28,8 +29,25 @@ def _dialect(schema: str) -> Dialect:
     )
 
 
-class PostgresSignoffRecorder(SqlIndex, PostgresApplicationRecorder):
-    """eventsourcing's PostgreSQL application recorder that also writes signoff's index."""
+def _chain_tables(schema: str, events: str) -> ChainTables:
+    return ChainTables(
+        param="%s",
+        chain=f'"{schema}".signoff_chain',
+        head=f'"{schema}".signoff_chain_head',
+        events=f'"{schema}"."{events}"',
+        position="notification_id",
+        blob="BYTEA",
+        exists="SELECT to_regclass(%s)::text AS t",
+        names=(f'"{schema}".signoff_chain', f'"{schema}".signoff_chain_head'),
+        lock=f'LOCK TABLE "{schema}"."{events}" IN EXCLUSIVE MODE',
+        for_update=" FOR UPDATE",
+        snapshot="SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    )
+
+
+class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
+    """eventsourcing's PostgreSQL application recorder that also writes signoff's index and
+    extends the audit chain."""
 
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
@@ -43,6 +61,23 @@ class PostgresSignoffRecorder(SqlIndex, PostgresApplicationRecorder):
             lambda: datastore.transaction(commit=True),
         )
         self.sql_create_statements.extend(SQL(s).format() for s in dialect.create_statements())
+        chain = _chain_tables(datastore.schema, events_table_name)
+        SqlChain.__init__(self, chain, lambda: datastore.transaction(commit=False))
+        self.sql_create_statements.extend(SQL(s).format() for s in chain.create_statements())
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        """Creates the tables, then chains the events of a store that predates the chain."""
+        super()._create_table(curs)
+        self.backfill_chain(curs)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Chains the inserted events: the table lock taken for the insert is still held."""
+        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if notification_ids:
+            self.write_chain(curs, notification_ids, stored_events)
+        return notification_ids
 
     def _insert_events(
         self,

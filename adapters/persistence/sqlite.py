@@ -8,6 +8,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
+from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex, sqlite_metadata_match
 from signoff.index import IndexUpdate
 
@@ -22,9 +23,24 @@ DIALECT = Dialect(
     metadata_match=sqlite_metadata_match,
 )
 
+CHAIN = ChainTables(
+    param="?",
+    chain="signoff_chain",
+    head="signoff_chain_head",
+    events="stored_events",
+    position="rowid",
+    blob="BLOB",
+    exists="SELECT name AS t FROM sqlite_master WHERE type = 'table' AND name = ?",
+    names=("signoff_chain", "signoff_chain_head"),
+    lock="DELETE FROM signoff_chain_head WHERE id <> 1",  # takes the write lock first
+    for_update="",
+    snapshot="",
+)
 
-class SQLiteSignoffRecorder(SqlIndex, SQLiteApplicationRecorder):
-    """eventsourcing's SQLite application recorder that also writes signoff's index."""
+
+class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
+    """eventsourcing's SQLite application recorder that also writes signoff's index and
+    extends the audit chain."""
 
     def __init__(
         self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
@@ -36,10 +52,20 @@ class SQLiteSignoffRecorder(SqlIndex, SQLiteApplicationRecorder):
             lambda: datastore.transaction(commit=False),
             lambda: datastore.transaction(commit=True),
         )
+        SqlChain.__init__(self, CHAIN, lambda: datastore.transaction(commit=False))
 
     def construct_create_table_statements(self) -> list[str]:
-        """Creates the events table and the index tables."""
-        return [*super().construct_create_table_statements(), *DIALECT.create_statements()]
+        """Creates the events table, the index tables and the chain tables."""
+        return [
+            *super().construct_create_table_statements(),
+            *DIALECT.create_statements(),
+            *CHAIN.create_statements(),
+        ]
+
+    def _create_table(self, c: SQLiteCursor) -> None:
+        """Creates the tables, then chains the events of a store that predates the chain."""
+        super()._create_table(c)
+        self.backfill_chain(c)
 
     def _insert_events(
         self,
@@ -50,6 +76,8 @@ class SQLiteSignoffRecorder(SqlIndex, SQLiteApplicationRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        if notification_ids:
+            self.write_chain(c, notification_ids, stored_events)
         if index:
             self.write(c, index)
         return notification_ids
