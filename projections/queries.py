@@ -13,7 +13,14 @@ from typing import Any
 
 from signoff.domain.approval import PENDING
 from signoff.projections import approvals, audit, board
-from signoff.projections.sql import Cursor, Row, ViewDatabase, fetch_all, placeholders
+from signoff.projections.sql import (
+    Cursor,
+    Row,
+    ViewDatabase,
+    decode_json,
+    fetch_all,
+    placeholders,
+)
 
 Scalar = str | int | float | bool
 
@@ -66,7 +73,10 @@ def inbox(
         f"ORDER BY a.{sort}, a.seq LIMIT {int(limit)}",
         params,
     )
-    return [approvals.public_row(row) | {"sort_key": row[sort]} for row in rows]
+    return [
+        approvals.public_row(decode_json(row, approvals.JSON_COLUMNS)) | {"sort_key": row[sort]}
+        for row in rows
+    ]
 
 
 def approval(cursor: Cursor, db: ViewDatabase, approval_id: str) -> Row | None:

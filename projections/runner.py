@@ -58,6 +58,8 @@ class ProjectionRunner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._tracking = db.table(TRACKING)
+        self._published: dict[str, int] = {}
+        """How far each view's changes were handed to ``publish``."""
 
     # Set-up -------------------------------------------------------------------
 
@@ -81,6 +83,7 @@ class ProjectionRunner:
         for name, projection in self.projections.items():
             if versions.get(name) != projection.version:
                 self.reset(name)
+        self._published = self.positions()
 
     def reset(self, name: str) -> None:
         """Empties a view and moves its tracking to the start of the log."""
@@ -95,6 +98,7 @@ class ProjectionRunner:
                 f"UPDATE {self._tracking} SET position = 0, version = {p} WHERE name = {p}",
                 (projection.version, name),
             )
+            self._published[name] = 0
 
     def projection(self, name: str) -> Projection:
         """The projection called ``name`` (KeyError names the known ones)."""
@@ -160,12 +164,17 @@ class ProjectionRunner:
         ]
         last = records[-1].position
         changes: list[Change] = []
+        applied: dict[str, bool] = {}
         p = self.db.param
         with self.db.transaction(commit=True) as cursor:
             for name, projection in self.projections.items():
                 position = positions[name]
                 if position >= last:
                     continue
+                # Changes are worked out here only for a watched view whose earlier changes
+                # were all published; a gap (another process applied them) is filled later.
+                report = self._watched(name) and self._published.get(name) == position
+                applied[name] = report
                 cursor.execute(
                     f"UPDATE {self._tracking} SET position = {p} "
                     f"WHERE name = {p} AND position = {p}",
@@ -176,13 +185,56 @@ class ProjectionRunner:
                 mine: list[EventRecord] = [r for r in records if r.position > position]
                 changes.extend(
                     Change(name, key, last, row)
-                    for key, row in projection.apply(
-                        cursor, self.db, mine, self.publish is not None and self.watched(name)
-                    )
+                    for key, row in projection.apply(cursor, self.db, mine, report)
                 )
+        for name, report in applied.items():
+            if report or not self._watched(name):
+                self._published[name] = last
         if changes and self.publish is not None:
             self.publish(changes)
         return len(records)
+
+    def _watched(self, name: str) -> bool:
+        return self.publish is not None and self.watched(name)
+
+    def publish_pending(self) -> None:
+        """Publishes the changes of watched views up to their positions, including those
+        another process applied (their current rows, at the view's position)."""
+        if self.publish is None:
+            return
+        with self._lock:
+            for name, position in self.positions().items():
+                published = self._published.get(name, position)
+                if position > published and self._watched(name):
+                    changes = self.changes_between(name, published, position)
+                    if changes:
+                        self.publish(changes)
+                self._published[name] = position
+
+    def changes_between(self, name: str, after: int, until: int) -> list[Change]:
+        """The rows of view ``name`` that events in (``after``, ``until``] touched, as they
+        are now, each as a change at position ``until``."""
+        projection = self.projection(name)
+        keys: dict[str, None] = {}
+        start = after
+        while start < until:
+            notifications = self.recorder.select_notifications(
+                start=start, limit=self.batch_size, stop=until, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            for n in notifications:
+                record = decode(n.id, n.topic, n.originator_id, n.originator_version, n.state)
+                keys.update(dict.fromkeys(projection.keys(record)))
+            start = notifications[-1].id
+        wanted = list(keys)
+        changes: list[Change] = []
+        for offset in range(0, len(wanted), 500):
+            chunk = wanted[offset : offset + 500]
+            with self.db.transaction(commit=False) as cursor:
+                rows = projection.read_rows(cursor, self.db, chunk)
+            changes.extend(Change(name, key, until, rows.get(key)) for key in chunk)
+        return changes
 
     def rebuild(self, name: str, progress: Progress | None = None) -> int:
         """Rebuilds one view from the start of the log; returns how many events it read."""
@@ -225,6 +277,7 @@ class ProjectionRunner:
             self._wake.clear()
             try:
                 self.catch_up()
+                self.publish_pending()
                 failures = 0
             except Exception:  # the views lag, the engine stays up; retried with backoff
                 failures += 1

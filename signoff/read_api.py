@@ -15,7 +15,6 @@ from signoff.cursors import decode_cursor, encode_cursor
 from signoff.domain.errors import InvalidInputError
 from signoff.projections import queries
 from signoff.projections.feed import OVERFLOW
-from signoff.projections.records import decode
 from signoff.projections.sql import Change, Cursor, ViewDatabase
 from signoff.read_models import ReadModels
 from signoff.read_views import AuditEntry, InboxItem, InboxPage, Metrics, ViewChange
@@ -206,34 +205,11 @@ class ReadCommands:
 
 
 def _changed_since(models: ReadModels, view: str, after: int) -> list[Change]:
-    """The current rows of ``view`` that events after ``after`` touched (up to the view's
-    own position), as changes at that position."""
+    """The current rows of ``view`` that events after ``after`` touched, once the view has
+    caught up with everything stored before the call."""
     runner = models.runner
-    runner.catch_up()  # "as they are now": everything stored before the client came back
-    projection = runner.projection(view)
-    until = runner.positions()[view]
-    keys: dict[str, None] = {}
-    start = after
-    while start < until:
-        notifications = runner.recorder.select_notifications(
-            start=start, limit=runner.batch_size, inclusive_of_start=False, stop=until
-        )
-        if not notifications:
-            break
-        for n in notifications:
-            record = decode(n.id, n.topic, n.originator_id, n.originator_version, n.state)
-            keys.update(dict.fromkeys(projection.keys(record)))
-        start = notifications[-1].id
-    wanted = list(keys)
-    changes: list[Change] = []
-    for offset in range(0, len(wanted), 500):
-        chunk = wanted[offset : offset + 500]
-        rows = models.query(
-            lambda c, db, keys=chunk: projection.read_rows(c, db, keys),  # type: ignore[misc]
-            current=False,
-        )
-        changes.extend(Change(view, key, until, rows.get(key)) for key in chunk)
-    return changes
+    runner.catch_up()
+    return runner.changes_between(view, after, runner.positions()[view])
 
 
 def _public(change: Change) -> ViewChange:

@@ -210,3 +210,22 @@ def test_the_cli_rebuilds_a_view_and_exports_the_audit_trail(tmp_path: Path):
     entries = [json.loads(line) for line in lines.read_text().splitlines()]
     assert [e["position"] for e in entries] == [1, 2, 3]
     assert entries[0]["details"]["title"] == "Pay"
+
+
+async def test_a_watcher_sees_changes_that_another_engine_applied(durable_store_url: str):
+    async with Engine(durable_store_url) as writer, Engine(durable_store_url) as reader:
+        requested = [await writer.request_approval(title="warm-up", requested_by="carol")]
+        watcher = await _watching(
+            reader,
+            "approvals",
+            lambda seen: sum(1 for s in _statuses(seen).values() if s == "approved") == 20,
+        )
+        for i in range(20):
+            approval = await writer.request_approval(title=f"#{i}", requested_by="carol")
+            await writer.approve(approval, by="alice")
+            requested.append(approval)
+        # The writer's own runner applies these batches (its commits wake it at once);
+        # the reader's subscribers still get every row.
+        await asyncio.wait_for(watcher, 10)
+        statuses = _statuses(watcher.seen)  # type: ignore[attr-defined]
+        assert {k for k, s in statuses.items() if s == "approved"} == set(requested[1:])
