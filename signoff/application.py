@@ -42,7 +42,7 @@ from signoff.domain.errors import (
 from signoff.domain.policy import ApprovalPolicy
 from signoff.domain.schedule import Schedule
 from signoff.domain.workflow_run import WorkflowRun
-from signoff.index import ApprovalRow, RunIndex, epoch
+from signoff.index import RunIndex
 from signoff.indexing import index_for
 from signoff.json_values import inspect_json
 from signoff.session import AggregateT, Session
@@ -59,17 +59,6 @@ _NOT_FOUND: dict[type[SignoffAggregate], Callable[[str], NotFoundError]] = {
     WorkflowRun: WorkflowNotFoundError,
     Schedule: ScheduleNotFoundError,
 }
-
-
-def _may_vote(row: ApprovalRow, person: str, groups: tuple[str, ...], now: float) -> bool:
-    """The index's answer to Approval.can_vote (the approval is loaded only if it is yes)."""
-    if row.deadline is not None and now >= row.deadline:
-        return False
-    if person == row.requested_by or person in row.voters:
-        return False
-    if not row.approvers and not row.groups:
-        return True
-    return person in row.approvers or not set(row.groups).isdisjoint(groups)
 
 
 def fold(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -300,29 +289,6 @@ class SignoffApplication(Application[str]):
     def get_approval(self, approval_id: str) -> ApprovalInfo:
         """The approval's status, policy and votes."""
         return ApprovalInfo.of(self.load(Approval, approval_id))
-
-    def pending_approvals(
-        self, approver: str | None = None, groups: tuple[str, ...] = (), *, limit: int = 100
-    ) -> list[ApprovalInfo]:
-        """Pending approvals, oldest first; for ``approver``, only those they may still vote
-        on. Reads the approval index page by page and loads only what it returns."""
-        index: RunIndex = self.recorder  # type: ignore[assignment]
-        now = epoch(self.clock.now())
-        found: list[ApprovalInfo] = []
-        after: tuple[float, int] | None = None
-        while len(found) < limit:
-            rows = index.pending_approval_rows(after=after, limit=500)
-            for row in rows:
-                if approver is None or _may_vote(row, approver, groups, now):
-                    approval = self.load(Approval, row.id)
-                    if not approval.is_decided:
-                        found.append(ApprovalInfo.of(approval))
-                        if len(found) == limit:
-                            break
-            if len(rows) < 500:
-                break
-            after = (rows[-1].requested_at, rows[-1].seq)
-        return found
 
     # Audit -------------------------------------------------------------------
 

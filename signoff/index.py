@@ -68,15 +68,6 @@ class IndexUpdate:
         return bool(self.runs or self.approvals or self.timers)
 
 
-@dataclass(frozen=True)
-class RunFilter:
-    """Which runs a listing wants (all given conditions must hold)."""
-
-    status: str | None = None
-    name: str | None = None
-    metadata: dict[str, str | int | float | bool] | None = None
-
-
 class RunIndex(Protocol):
     """Queries over the index; implemented by each persistence adapter."""
 
@@ -97,16 +88,6 @@ class RunIndex(Protocol):
         """Ids of runs of the named workflows in one of ``statuses``, oldest first."""
         ...
 
-    def page_runs(
-        self, where: RunFilter, *, limit: int, after: tuple[float, str] | None
-    ) -> list[RunRow]:
-        """Runs matching ``where``, newest first, after the keyset position ``after``."""
-        ...
-
-    def count_runs(self, where: RunFilter) -> int:
-        """How many runs match ``where``."""
-        ...
-
     def timers_of_kind(
         self, kind: str, *, key: str | None, start: float | None, end: float | None, limit: int
     ) -> list[TimerRow]:
@@ -119,12 +100,6 @@ class RunIndex(Protocol):
 
     def index_is_empty(self) -> bool:
         """Tells whether no run or approval row was ever written."""
-        ...
-
-    def pending_approval_rows(
-        self, *, after: tuple[float, int] | None, limit: int
-    ) -> list[ApprovalRow]:
-        """Pending approvals, oldest first, after the keyset position (requested_at, seq)."""
         ...
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
-from signoff.index import ApprovalRow, IndexUpdate, RunFilter, RunRow, TimerRow
+from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow
 
 
 class MemorySignoffRecorder(POPOApplicationRecorder):
@@ -104,48 +104,3 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         with self._database_lock:
             rows = [r for r in self._runs.values() if r.status in statuses and r.name in names]
         return [r.id for r in sorted(rows, key=lambda r: (r.created_at, r.id))][:limit]
-
-    def _matching(self, where: RunFilter) -> list[RunRow]:
-        with self._database_lock:
-            rows = list(self._runs.values())
-        return [
-            r
-            for r in rows
-            if (where.status is None or r.status == where.status)
-            and (where.name is None or r.name == where.name)
-            and all(
-                _same_json(r.metadata.get(k, _MISSING), v)
-                for k, v in (where.metadata or {}).items()
-            )
-        ]
-
-    def page_runs(
-        self, where: RunFilter, *, limit: int, after: tuple[float, str] | None
-    ) -> list[RunRow]:
-        rows = sorted(self._matching(where), key=lambda r: (r.created_at, r.id), reverse=True)
-        if after is not None:
-            rows = [r for r in rows if (r.created_at, r.id) < after]
-        return rows[:limit]
-
-    def pending_approval_rows(
-        self, *, after: tuple[float, int] | None, limit: int
-    ) -> list[ApprovalRow]:
-        with self._database_lock:
-            rows = [a for a in self._approvals.values() if a.status == "pending"]
-        rows.sort(key=lambda a: (a.requested_at, a.seq))
-        if after is not None:
-            rows = [a for a in rows if (a.requested_at, a.seq) > after]
-        return rows[:limit]
-
-    def count_runs(self, where: RunFilter) -> int:
-        return len(self._matching(where))
-
-
-_MISSING = object()
-
-
-def _same_json(stored: Any, wanted: Any) -> bool:
-    """JSON equality: true is not 1, and 1 equals 1.0 (as in PostgreSQL's jsonb)."""
-    if isinstance(stored, bool) or isinstance(wanted, bool):
-        return type(stored) is type(wanted) and stored == wanted
-    return bool(stored == wanted)

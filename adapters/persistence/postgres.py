@@ -12,7 +12,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
-from signoff.adapters.persistence.sql_index import Dialect, SqlIndex, postgres_metadata_match
+from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
 from signoff.index import IndexUpdate
 
 
@@ -25,7 +25,6 @@ def _dialect(schema: str) -> Dialect:
         seq="seq",
         seq_column=", seq BIGSERIAL",
         json_type="JSONB",
-        metadata_match=postgres_metadata_match,
     )
 
 

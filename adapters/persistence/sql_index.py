@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from signoff.index import ApprovalRow, IndexUpdate, RunFilter, RunRow, TimerRow
+from signoff.index import IndexUpdate, TimerRow
 
 Cursor = Any
 
@@ -26,7 +25,6 @@ class Dialect:
     seq: str  # the approvals table's insertion-order column
     seq_column: str  # its DDL ("" where the database has one built in)
     json_type: str  # column type of metadata
-    metadata_match: Callable[[str, Any], tuple[str, list[Any]]]  # (key, value) -> (sql, params)
 
     def create_statements(self) -> list[str]:
         """DDL of the index tables (idempotent)."""
@@ -54,28 +52,6 @@ class Dialect:
             f"CREATE INDEX IF NOT EXISTS {approvals_index}_status "
             f"ON {self.approvals} (status, requested_at)",
         ]
-
-
-def sqlite_metadata_match(key: str, value: Any) -> tuple[str, list[Any]]:
-    """SQLite: compare one metadata key through json_extract."""
-    path = "$." + json.dumps(key)
-    if isinstance(value, bool):
-        return "json_type(metadata, ?) = ?", [path, "true" if value else "false"]
-    if isinstance(value, int | float):
-        return (
-            "(json_type(metadata, ?) IN ('integer', 'real') AND json_extract(metadata, ?) = ?)",
-            [path, path, value],
-        )
-    return "(json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?)", [
-        path,
-        path,
-        value,
-    ]
-
-
-def postgres_metadata_match(key: str, value: Any) -> tuple[str, list[Any]]:
-    """PostgreSQL: jsonb containment of ``{key: value}``."""
-    return "metadata @> %s::jsonb", [json.dumps({key: value})]
 
 
 class SqlIndex:
@@ -228,87 +204,6 @@ class SqlIndex:
             (*statuses, *names, limit),
         )
         return [r["id"] for r in rows]
-
-    def _where(self, where: RunFilter) -> tuple[list[str], list[Any]]:
-        p = self.d.param
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.status is not None:
-            clauses.append(f"status = {p}")
-            params.append(where.status)
-        if where.name is not None:
-            clauses.append(f"name = {p}")
-            params.append(where.name)
-        for key, value in (where.metadata or {}).items():
-            clause, values = self.d.metadata_match(key, value)
-            clauses.append(clause)
-            params.extend(values)
-        return clauses, params
-
-    def page_runs(
-        self, where: RunFilter, *, limit: int, after: tuple[float, str] | None
-    ) -> list[RunRow]:
-        p = self.d.param
-        clauses, params = self._where(where)
-        if after is not None:
-            clauses.append(f"(created_at < {p} OR (created_at = {p} AND id < {p}))")
-            params.extend([after[0], after[0], after[1]])
-        sql = f"SELECT * FROM {self.d.runs}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY created_at DESC, id DESC LIMIT {p}"
-        rows = self._rows(sql, (*params, limit))
-        return [
-            RunRow(
-                r["id"],
-                r["name"],
-                r["status"],
-                r["created_at"],
-                r["updated_at"],
-                r["completed_at"],
-                r["metadata"] if isinstance(r["metadata"], dict) else json.loads(r["metadata"]),
-            )
-            for r in rows
-        ]
-
-    def pending_approval_rows(
-        self, *, after: tuple[float, int] | None, limit: int
-    ) -> list[ApprovalRow]:
-        p, seq = self.d.param, self.d.seq
-        sql = f"SELECT *, {seq} AS seq FROM {self.d.approvals} WHERE status = 'pending'"
-        params: list[Any] = []
-        if after is not None:
-            sql += f" AND (requested_at > {p} OR (requested_at = {p} AND {seq} > {p}))"
-            params.extend([after[0], after[0], after[1]])
-        sql += f" ORDER BY requested_at, {seq} LIMIT {p}"
-        rows = self._rows(sql, (*params, limit))
-        return [
-            ApprovalRow(
-                r["id"],
-                r["status"],
-                r["requested_by"],
-                r["requested_at"],
-                r["deadline"],
-                r["workflow_id"],
-                _json(r["approvers"]),
-                _json(r["groups"]),
-                _json(r["voters"]),
-                r["seq"],
-            )
-            for r in rows
-        ]
-
-    def count_runs(self, where: RunFilter) -> int:
-        clauses, params = self._where(where)
-        sql = f"SELECT COUNT(*) AS n FROM {self.d.runs}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        return int(self._rows(sql, params)[0]["n"])
-
-
-def _json(value: Any) -> Any:
-    """A JSON column's value (PostgreSQL's jsonb arrives decoded, SQLite's TEXT does not)."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _dumps(value: Any) -> str:

@@ -9,7 +9,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
-from signoff.adapters.persistence.sql_index import Dialect, SqlIndex, sqlite_metadata_match
+from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
 from signoff.index import IndexUpdate
 
 DIALECT = Dialect(
@@ -20,7 +20,6 @@ DIALECT = Dialect(
     seq="rowid",
     seq_column="",
     json_type="TEXT",
-    metadata_match=sqlite_metadata_match,
 )
 
 CHAIN = ChainTables(

@@ -3,7 +3,8 @@
 Every command goes twice: through the application service (and so the event
 store), and onto a live Approval kept in memory that never touches the
 store. After every step the machine checks that replaying the stored events
-gives exactly the live state, that a refused command raised the expected
+gives exactly the live state, that the approvals view and every person's
+inbox agree with it, that a refused command raised the expected
 typed error and appended nothing, that a final status never changes, and
 that no approval was granted with fewer distinct allowed approvers than
 required or with the requester's vote.
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from signoff.adapters.persistence import parse_store_url, prepare_store
+from signoff.adapters.persistence.views import views_for
 from signoff.application import SignoffApplication
 from signoff.clock import ManualClock
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval
@@ -48,8 +50,11 @@ from signoff.domain.errors import (
     SignoffError,
 )
 from signoff.domain.policy import ApprovalPolicy
+from signoff.projections import queries
+from signoff.projections.approvals import ApprovalsProjection
+from signoff.projections.runner import ProjectionRunner
 from signoff.testing.replay import assert_replays
-from signoff.testing.strategies import approval_requests, group_sets, people
+from signoff.testing.strategies import PEOPLE, approval_requests, group_sets, people
 from signoff.views import ApprovalInfo
 
 _counter = itertools.count()
@@ -75,6 +80,10 @@ class ApprovalMachine(RuleBasedStateMachine):
         self.app = SignoffApplication(config.env, clock=self.clock, ids=lambda: next(ids))
         self.live: dict[str, Approval] = {}
         self.final: dict[str, tuple[str, int]] = {}
+        self.views = ProjectionRunner(
+            self.app.recorder, views_for(self.app.recorder), [ApprovalsProjection()]
+        )
+        self.views.setup()
 
     def teardown(self) -> None:
         self.app.close()
@@ -292,6 +301,49 @@ class ApprovalMachine(RuleBasedStateMachine):
     def replay_gives_the_live_state(self) -> None:
         for live in self.live.values():
             assert_replays(self.app, live)
+
+    @invariant()
+    def the_approvals_view_and_every_inbox_agree_with_the_live_state(self) -> None:
+        self.views.catch_up()
+        db = self.views.db
+        projection = self.views.projection("approvals")
+        now = self.clock.now()
+        with db.transaction(commit=False) as cursor:
+            rows = projection.read_rows(cursor, db, list(self.live))
+            inboxes = {
+                person: {
+                    row["id"]
+                    for row in queries.inbox(  # (a store may hold earlier examples' too)
+                        cursor,
+                        db,
+                        approver=person,
+                        groups=(),
+                        now=now.timestamp(),
+                        order="age",
+                        limit=1000,
+                        after=None,
+                    )
+                    if row["id"] in self.live
+                }
+                for person in PEOPLE
+            }
+        for approval_id, live in self.live.items():
+            row = rows[approval_id]
+            assert row["status"] == live.status
+            assert row["approvals_needed"] == live.approvals_needed
+            assert [v["voter"] for v in row["votes"]] == [v.voter for v in live.votes]
+            assert row["approvers"] == list(live.policy.approvers)
+            assert row["groups"] == list(live.policy.groups)
+            assert row["escalation_level"] == live.escalation_level
+            deadline = live.deadline.timestamp() if live.deadline else None
+            assert row["deadline"] == deadline
+        for person, inbox in inboxes.items():
+            may_vote = {
+                approval_id
+                for approval_id, live in self.live.items()
+                if self._vote_error(live, person, [], now) is None
+            }
+            assert inbox == may_vote, f"{person}'s inbox"
 
     @invariant()
     def final_statuses_never_change(self) -> None:
