@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    model_validator,
 )
 
 from signoff.domain.base import SYSTEM_ACTOR
@@ -65,6 +66,15 @@ class Command(BaseModel):
     """Base of command inputs: immutable, strict about unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        """Refuses NUL characters anywhere in the input: no name, title, reason or JSON
+        string needs one, and PostgreSQL's text and jsonb cannot hold them."""
+        if _has_nul(data):
+            raise ValueError("strings must not contain NUL characters (\\x00)")
+        return data
 
 
 class Escalation(Command):
@@ -164,6 +174,21 @@ def validate(model: type[CommandT], data: dict[str, Any]) -> CommandT:
         raise InvalidInputError(
             f"invalid {model.__name__}: {summary}", errors=[dict(d) for d in details]
         ) from None
+
+
+def _has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def as_list(values: Any) -> Any:

@@ -20,13 +20,19 @@ def group_sets() -> st.SearchStrategy[list[str]]:
     return st.lists(st.sampled_from(GROUPS), unique=True, max_size=2)
 
 
+def _text(*, min_size: int = 0, max_size: int | None = None) -> st.SearchStrategy[str]:
+    """Text a command accepts (no NUL characters: they are refused as invalid input)."""
+    alphabet = st.characters(codec="utf-8", exclude_characters="\x00")
+    return st.text(alphabet, min_size=min_size, max_size=max_size)
+
+
 def json_values() -> st.SearchStrategy[Any]:
     """Small JSON documents, as found in approval context and metadata."""
-    scalars = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=20)
+    scalars = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | _text(max_size=20)
     return st.recursive(
         scalars,
         lambda inner: (
-            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+            st.lists(inner, max_size=3) | st.dictionaries(_text(max_size=8), inner, max_size=3)
         ),
         max_leaves=8,
     )
@@ -34,7 +40,7 @@ def json_values() -> st.SearchStrategy[Any]:
 
 def json_objects() -> st.SearchStrategy[dict[str, Any]]:
     """A JSON object (the shape of ``context`` and ``metadata``)."""
-    return st.dictionaries(st.text(min_size=1, max_size=8), json_values(), max_size=4)
+    return st.dictionaries(_text(min_size=1, max_size=8), json_values(), max_size=4)
 
 
 @st.composite
@@ -43,7 +49,7 @@ def approval_requests(draw: st.DrawFn) -> dict[str, Any]:
     approvers = draw(st.lists(people(), unique=True, max_size=4))
     groups = draw(st.lists(st.sampled_from(GROUPS), unique=True, max_size=1))
     return {
-        "title": draw(st.text(min_size=1, max_size=30).filter(str.strip)),
+        "title": draw(_text(min_size=1, max_size=30).filter(str.strip)),
         "requested_by": draw(people()),
         "context": draw(json_objects()),
         "required_approvals": draw(st.integers(1, 4)),

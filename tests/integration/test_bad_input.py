@@ -41,6 +41,10 @@ async def engine(tmp_path):
         {"timeout": 0},
         {"context": {"blob": "x" * 300_000}},
         {"context": {"when": object()}},
+        {"title": "Pay\x00"},
+        {"context": {"note": ["nul \x00 inside"]}},
+        {"context": {"key\x00": 1}},
+        {"approvers": ["al\x00ice"]},
     ],
 )
 async def test_a_bad_request_is_refused_with_a_typed_error_and_stores_nothing(
