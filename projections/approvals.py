@@ -140,7 +140,7 @@ class ApprovalsProjection(Projection):
 
 def _requested(record: EventRecord) -> Row:
     data = record.data
-    policy = plain(data["policy"])
+    policy = data["policy"].get("_data_", data["policy"])  # stored as a wrapped value object
     deadline = epoch(data.get("deadline"))
     return {
         "id": record.aggregate_id,

@@ -8,7 +8,6 @@ through the event mapper; ``plain`` and ``epoch`` turn the transcoder's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,18 +16,37 @@ import orjson
 CAUSE_FIELDS = frozenset({"actor", "reason", "command_id", "timestamp", "originator_topic"})
 
 
-@dataclass(frozen=True, slots=True)
 class EventRecord:
-    """One stored event: its place in the log, whose it is, and its data."""
+    """One stored event: its place in the log, whose it is, and its data (decoded on
+    first use, so that a view skips the events it does not read at the cost of a
+    topic lookup)."""
 
-    position: int
-    aggregate: str
-    event: str
-    aggregate_id: str
-    version: int
-    data: dict[str, Any]
-    state: bytes
-    """The stored JSON, as it is (kept by the audit trail without re-encoding)."""
+    __slots__ = ("_data", "aggregate", "aggregate_id", "event", "position", "state", "version")
+
+    def __init__(
+        self,
+        position: int,
+        aggregate: str,
+        event: str,
+        aggregate_id: str,
+        version: int,
+        state: bytes,
+    ) -> None:
+        self.position = position
+        self.aggregate = aggregate
+        self.event = event
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.state = state
+        """The stored JSON, as it is (kept by the audit trail without re-encoding)."""
+        self._data: dict[str, Any] | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event's fields as stored (datetimes and value objects still wrapped)."""
+        if self._data is None:
+            self._data = orjson.loads(self.state)
+        return self._data
 
     @property
     def actor(self) -> str:
@@ -45,14 +63,18 @@ class EventRecord:
         return details(self.data)
 
 
+_NAMES: dict[str, tuple[str, str]] = {}
+
+
 def decode(
     position: int, topic: str, originator_id: Any, version: int, state: bytes
 ) -> EventRecord:
-    """Decodes one notification (``module:Aggregate.Event`` topic, JSON state)."""
-    qualname = topic.rpartition(":")[2]
-    aggregate, _, event = qualname.rpartition(".")
-    data = orjson.loads(state)
-    return EventRecord(position, aggregate, event, str(originator_id), version, data, state)
+    """Reads one notification (``module:Aggregate.Event`` topic, JSON state)."""
+    names = _NAMES.get(topic)
+    if names is None:
+        aggregate, _, event = topic.rpartition(":")[2].rpartition(".")
+        names = _NAMES[topic] = (aggregate, event)
+    return EventRecord(position, names[0], names[1], str(originator_id), version, state)
 
 
 def details(data: dict[str, Any]) -> dict[str, Any]:
