@@ -15,7 +15,6 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
-    model_validator,
 )
 
 from signoff.domain.base import SYSTEM_ACTOR
@@ -27,7 +26,15 @@ MAX_JSON_BYTES = 256 * 1024
 """Largest context or metadata document accepted, serialised."""
 
 
+def _no_nul(text: str) -> str:
+    """No name, title or reason needs a NUL character, and PostgreSQL's text cannot hold one."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters (\\x00)")
+    return text
+
+
 def _person(name: str) -> str:
+    _no_nul(name)
     if name == SYSTEM_ACTOR:
         raise ValueError(f"{SYSTEM_ACTOR!r} is reserved for signoff's own actions")
     return name
@@ -55,9 +62,10 @@ def _duration(value: Any) -> Any:
 
 
 Person = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_person)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
 JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_bounded_json)]
 Duration = Annotated[timedelta | None, BeforeValidator(_duration)]
+Reason = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
 People = Annotated[list[Person], Field(max_length=1000), AfterValidator(_unique)]
 Names = Annotated[list[Name], Field(max_length=1000), AfterValidator(_unique)]
 
@@ -66,15 +74,6 @@ class Command(BaseModel):
     """Base of command inputs: immutable, strict about unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
-        """Refuses NUL characters anywhere in the input: no name, title, reason or JSON
-        string needs one, and PostgreSQL's text and jsonb cannot hold them."""
-        if _has_nul(data):
-            raise ValueError("strings must not contain NUL characters (\\x00)")
-        return data
 
 
 class Escalation(Command):
@@ -88,9 +87,9 @@ class Escalation(Command):
 class RequestApproval(Command):
     """Asks for a decision."""
 
-    title: Annotated[str, Field(min_length=1, max_length=500)]
+    title: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
     requested_by: Person
-    description: Annotated[str, Field(max_length=20_000)] = ""
+    description: Annotated[str, Field(max_length=20_000), AfterValidator(_no_nul)] = ""
     context: JsonObject = Field(default_factory=dict)
     required_approvals: Annotated[int, Field(ge=1, le=1000)] = 1
     approvers: People = Field(default_factory=list)
@@ -108,7 +107,7 @@ class Decide(Command):
 
     by: Person
     groups: list[Name] = Field(default_factory=list, max_length=1000)
-    reason: Annotated[str, Field(max_length=5000)] | None = None
+    reason: Reason | None = None
     metadata: JsonObject = Field(default_factory=dict)
 
 
@@ -116,7 +115,7 @@ class Cancel(Command):
     """Withdraws a request."""
 
     by: Person
-    reason: Annotated[str, Field(max_length=5000)] | None = None
+    reason: Reason | None = None
 
 
 class Reassign(Command):
@@ -126,10 +125,12 @@ class Reassign(Command):
     approvers: People | None = None
     groups: Names | None = None
     by_groups: list[Name] = Field(default_factory=list, max_length=1000)
-    reason: Annotated[str, Field(max_length=5000)] | None = None
+    reason: Reason | None = None
 
 
-RunId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+RunId = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$"), AfterValidator(_no_nul)
+]
 
 
 class StartWorkflow(Command):
@@ -156,7 +157,7 @@ class Control(Command):
     """Pauses, resumes, terminates or restarts a run."""
 
     by: Name
-    reason: Annotated[str, Field(max_length=5000)] | None = None
+    reason: Reason | None = None
 
 
 CommandT = TypeVar("CommandT", bound=BaseModel)
@@ -174,21 +175,6 @@ def validate(model: type[CommandT], data: dict[str, Any]) -> CommandT:
         raise InvalidInputError(
             f"invalid {model.__name__}: {summary}", errors=[dict(d) for d in details]
         ) from None
-
-
-def _has_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
 
 
 def as_list(values: Any) -> Any:

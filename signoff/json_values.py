@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-_SCALARS = (str, bool, type(None))
+_SCALARS = (bool, type(None))
 
 
 def inspect_json(value: Any) -> tuple[str | None, bool]:
@@ -19,6 +19,10 @@ def inspect_json(value: Any) -> tuple[str | None, bool]:
     stack = [value]
     while stack:
         item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "strings must not contain NUL characters (\\x00)", False
+            continue
         if isinstance(item, _SCALARS):
             continue
         if isinstance(item, int):
@@ -32,6 +36,8 @@ def inspect_json(value: Any) -> tuple[str | None, bool]:
                 return 'objects with exactly the keys "_type_" and "_data_" are reserved', False
             if not all(isinstance(k, str) for k in item):
                 plain = False
+            elif any("\x00" in k for k in item):
+                return "keys must not contain NUL characters (\\x00)", False
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)

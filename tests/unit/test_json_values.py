@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 from signoff.json_values import inspect_json
 from signoff.transcodings import FastJSONTranscoder
 
+text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"))
 plain_json = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**63), 2**63 - 1)
-    | st.text()
+    | text
     | st.floats(allow_nan=False, allow_infinity=False),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=20,
 )
 
@@ -37,6 +38,8 @@ def test_plain_json_is_stored_and_read_back_unchanged(value):
 @pytest.mark.parametrize(
     ("value", "why"),
     [
+        ("a\x00b", "NUL"),
+        ({"k\x00": 1}, "NUL"),
         (float("nan"), "NaN"),
         ({"x": [float("inf")]}, "NaN"),
         (2**63, "64 bits"),
