@@ -66,23 +66,24 @@ class ProjectionRunner:
     def setup(self) -> None:
         """Creates the tracking table and the views; rebuilds views whose version changed."""
         p = self.db.param
-        with self.db.transaction(commit=True) as cursor:
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._tracking} (name TEXT PRIMARY KEY, "
-                "position BIGINT NOT NULL, version INTEGER NOT NULL)"
-            )
-            for projection in self.projections.values():
-                for statement in projection.create_statements(self.db):
-                    cursor.execute(statement)
+        with self.db.setup_lock():
+            with self.db.transaction(commit=True) as cursor:
                 cursor.execute(
-                    f"INSERT INTO {self._tracking} (name, position, version) VALUES ({p}, 0, {p}) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    (projection.name, projection.version),
+                    f"CREATE TABLE IF NOT EXISTS {self._tracking} (name TEXT PRIMARY KEY, "
+                    "position BIGINT NOT NULL, version INTEGER NOT NULL)"
                 )
-        versions = self._versions()
-        for name, projection in self.projections.items():
-            if versions.get(name) != projection.version:
-                self.reset(name)
+                for projection in self.projections.values():
+                    for statement in projection.create_statements(self.db):
+                        cursor.execute(statement)
+                    cursor.execute(
+                        f"INSERT INTO {self._tracking} (name, position, version) "
+                        f"VALUES ({p}, 0, {p}) ON CONFLICT (name) DO NOTHING",
+                        (projection.name, projection.version),
+                    )
+            versions = self._versions()
+            for name, projection in self.projections.items():
+                if versions.get(name) != projection.version:
+                    self.reset(name)
         self._published = self.positions()
 
     def reset(self, name: str) -> None:

@@ -35,6 +35,10 @@ class ViewDatabase(Protocol):
         """A cursor in a transaction (committed at the end when ``commit``)."""
         ...
 
+    def setup_lock(self) -> AbstractContextManager[None]:
+        """Held while creating tables, so that processes starting at once take turns."""
+        ...
+
 
 @dataclass(frozen=True)
 class Change:

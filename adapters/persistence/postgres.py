@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
@@ -44,6 +45,20 @@ def _chain_tables(schema: str, events: str) -> ChainTables:
     )
 
 
+@contextmanager
+def setup_lock(datastore: PostgresDatastore) -> Iterator[None]:
+    """Holds a session advisory lock named after the schema while tables and functions are
+    created: processes starting at once would otherwise fail ("tuple concurrently
+    updated") or deadlock with each other's DDL."""
+    with datastore.get_connection() as conn:
+        key = f"signoff-setup:{datastore.schema}"
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+
 class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL application recorder that also writes signoff's index and
     extends the audit chain."""
@@ -64,10 +79,17 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
         SqlChain.__init__(self, chain, lambda: datastore.transaction(commit=False))
         self.sql_create_statements.extend(SQL(s).format() for s in chain.create_statements())
 
-    def _create_table(self, curs: Cursor[DictRow]) -> None:
-        """Creates the tables, then chains the events of a store that predates the chain."""
-        super()._create_table(curs)
-        self.backfill_chain(curs)
+    def create_table(self) -> None:
+        """Creates the tables, then chains the events of a store that predates the chain.
+
+        The backfill runs in a transaction of its own: taking the events table's lock in
+        the transaction that (re)creates eventsourcing's insert function would deadlock
+        with another process inserting through that function.
+        """
+        with setup_lock(self.datastore):
+            super().create_table()
+            with self.datastore.transaction(commit=True) as curs:
+                self.backfill_chain(curs)
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

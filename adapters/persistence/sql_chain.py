@@ -104,6 +104,9 @@ class SqlChain:
 
     def backfill_chain(self, cursor: Cursor) -> None:
         """Chains the events stored before the chain existed, once: while there is no head."""
+        cursor.execute(self._head_sql)
+        if cursor.fetchone() is not None:
+            return  # the usual case, found without locking the events table
         cursor.execute(self.chain_tables.lock)
         cursor.execute(self._head_sql)
         if cursor.fetchone() is not None:

@@ -11,13 +11,14 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from signoff.adapters.persistence.postgres import setup_lock
 from signoff.projections.sql import ViewDatabase
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ class SQLiteViews:
         """A cursor of the store's connection pool."""
         return self._datastore.transaction(commit=commit)
 
+    def setup_lock(self) -> AbstractContextManager[None]:
+        """SQLite serialises DDL itself."""
+        return nullcontext()
+
 
 class PostgresViews:
     """Views in the PostgreSQL schema of the event store."""
@@ -58,6 +63,10 @@ class PostgresViews:
     def transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
         """A cursor of the store's connection pool."""
         return self._datastore.transaction(commit=commit)
+
+    def setup_lock(self) -> AbstractContextManager[None]:
+        """Serialises creating tables with other processes starting on the store."""
+        return setup_lock(self._datastore)
 
 
 class MemoryViews:
@@ -92,6 +101,10 @@ class MemoryViews:
                 self._connection.commit()
             else:
                 self._connection.rollback()
+
+    def setup_lock(self) -> AbstractContextManager[None]:
+        """One process, one connection: nothing to serialise."""
+        return nullcontext()
 
 
 def views_for(recorder: Any) -> ViewDatabase:
