@@ -67,6 +67,9 @@ class ProjectionRunner:
         """Creates the tracking table and the views; rebuilds views whose version changed."""
         p = self.db.param
         with self.db.setup_lock():
+            if self._set_up():
+                self._published = self.positions()
+                return  # no DDL while other processes may be writing to these tables
             with self.db.transaction(commit=True) as cursor:
                 cursor.execute(
                     f"CREATE TABLE IF NOT EXISTS {self._tracking} (name TEXT PRIMARY KEY, "
@@ -85,6 +88,14 @@ class ProjectionRunner:
                 if versions.get(name) != projection.version:
                     self.reset(name)
         self._published = self.positions()
+
+    def _set_up(self) -> bool:
+        """Tells whether every projection has its tracking row at its current version."""
+        try:
+            versions = self._versions()
+        except Exception:  # no tracking table yet
+            return False
+        return all(versions.get(n) == p.version for n, p in self.projections.items())
 
     def reset(self, name: str) -> None:
         """Empties a view and moves its tracking to the start of the log."""

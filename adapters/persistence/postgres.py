@@ -16,6 +16,15 @@ from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
 from signoff.index import IndexUpdate
 
+_SIGNOFF_TABLES = (
+    "signoff_runs",
+    "signoff_timers",
+    "signoff_approvals",
+    "signoff_chain",
+    "signoff_chain_head",
+)
+"""Tables signoff adds to eventsourcing's (their DDL is below)."""
+
 
 def _dialect(schema: str) -> Dialect:
     return Dialect(
@@ -87,9 +96,28 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
         with another process inserting through that function.
         """
         with setup_lock(self.datastore):
+            if self._tables_exist():
+                self.datastore.register_type_adapters()  # what create_table ends with
+                return  # no DDL while other processes may be inserting
             super().create_table()
             with self.datastore.transaction(commit=True) as curs:
                 self.backfill_chain(curs)
+
+    def _tables_exist(self) -> bool:
+        """Tells whether the store is complete: every table, and the chain's head."""
+        schema = self.datastore.schema
+        tables = [self.events_table_name, *_SIGNOFF_TABLES]
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT COUNT(*) AS n FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_name = ANY(%s)",
+                (schema, tables),
+            )
+            found = curs.fetchone()
+            if found is None or found["n"] != len(tables):
+                return False
+            curs.execute(f'SELECT 1 AS one FROM "{schema}".signoff_chain_head')  # noqa: S608
+            return curs.fetchone() is not None
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
