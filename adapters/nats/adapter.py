@@ -3,6 +3,7 @@ one connection, started together and drained together (commands first, then even
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from types import TracebackType
 
@@ -52,7 +53,7 @@ class NatsAdapter:
         self._with_durable = durable
         self.nc: Client | None = None
         self.relay: EventRelay | None = None
-        self._service: CommandService | None = None
+        self.service: CommandService | None = None
         self._durable: DurableCommands | None = None
         self._ledger: Ledger | None = None
 
@@ -83,8 +84,8 @@ class NatsAdapter:
             lease=self.settings.idempotency_lease,
         )
         processor = Processor(self.engine, self.settings, ledger=self._ledger, auth=self.auth)
-        self._service = CommandService(self.nc, processor, self.settings)
-        await self._service.start()
+        self.service = CommandService(self.nc, processor, self.settings)
+        await self.service.start()
         if self._with_durable:
             self._durable = DurableCommands(js, processor, self.settings)
             await self._durable.start()
@@ -94,8 +95,8 @@ class NatsAdapter:
 
     async def stop(self) -> None:
         """Drains: no new commands, those in flight answered and acked, events published."""
-        if self._service is not None:
-            await self._service.drain()
+        if self.service is not None:
+            await self.service.drain()
         if self._durable is not None:
             await self._durable.drain()
         if self.relay is not None:
@@ -103,5 +104,7 @@ class NatsAdapter:
         if self._ledger is not None:
             await self._ledger.close()
         if self.nc is not None and not self.nc.is_closed:
-            await self.nc.drain()
-        self._service = self._durable = self.relay = self._ledger = None
+            with contextlib.suppress(Exception):  # acks and replies are out; the rest is idle
+                await self.nc.flush(timeout=2)
+            await self.nc.close()
+        self.service = self._durable = self.relay = self._ledger = None

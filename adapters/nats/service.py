@@ -28,6 +28,8 @@ class CommandService:
         self.settings = settings
         self._subscriptions: list[Subscription] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.answered = 0
+        """Requests answered so far (several engines in a queue group share them)."""
 
     async def start(self) -> None:
         """Subscribes to every command subject in the queue group."""
@@ -46,6 +48,7 @@ class CommandService:
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject[len(self.settings.prefix) + 1 :]
         outcome = await self.processor.process(name, msg.data, msg.headers)
+        self.answered += 1
         if not msg.reply:
             return
         try:
