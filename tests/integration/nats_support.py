@@ -110,3 +110,34 @@ async def served(
     finally:
         if cleanup:
             await delete_streams(url, settings)
+
+
+async def stream_messages(url: str, stream: str, subject: str) -> list:
+    """Every message the stream holds, in order (through an ephemeral pull consumer)."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        total = (await js.stream_info(stream)).state.messages
+        sub = await js.pull_subscribe(subject, stream=stream)
+        found: list = []
+        while len(found) < total:
+            batch = await sub.fetch(min(1000, total - len(found)), timeout=5)
+            for msg in batch:
+                await msg.ack()
+            found.extend(batch)
+        await sub.unsubscribe()
+        return found
+    finally:
+        await nc.close()
+
+
+async def wait_until(condition, *, timeout: float = 20.0, every: float = 0.05) -> None:
+    """Waits until the async ``condition()`` holds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(every)
