@@ -51,7 +51,7 @@ class DurableCommands:
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=s.ack_wait,
-                max_deliver=s.max_deliver,
+                max_deliver=-1,  # counted here, so a failed dead-letter publish is retried
                 max_ack_pending=10 * s.fetch_batch,
             ),
         )
@@ -88,7 +88,7 @@ class DurableCommands:
                 await self._dead_letter(msg, name, outcome, deliveries)
                 await msg.term()
         except Exception as error:  # the ack is lost: the redelivery will find the outcome
-            log.info("could not settle durable command %s (%s)", msg.subject, error)
+            log.warning("could not settle durable command %s (%s)", msg.subject, error)
 
     async def _dead_letter(self, msg: Msg, name: str, outcome: Outcome, deliveries: int) -> None:
         error = orjson.loads(outcome.body).get("error", {})
