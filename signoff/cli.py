@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from signoff.cli_serve import serve
 from signoff.engine import DEFAULT_STORE, Engine
 from signoff.errors import SignoffError
 from signoff.views import HistoryEntry
@@ -20,6 +21,7 @@ T = TypeVar("T")
 app = typer.Typer(help="signoff: durable human approvals with an audit log.", no_args_is_help=True)
 console = Console(width=140 if not Console().is_terminal else None)
 StoreOption = Annotated[str, typer.Option("--store", help="event store URL")]
+app.command()(serve)
 
 
 def _run(work: Callable[[Engine], Awaitable[T]], store: str) -> T:

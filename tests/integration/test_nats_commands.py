@@ -38,7 +38,9 @@ async def test_workflow_commands_over_nats(tmp_path):
         f"sqlite:///{tmp_path}/e.db", shared_nats(), unique_settings(), workflows=(NatsExpense,)
     ) as s:
         # Start a run; it reports progress and waits for approval
-        run_id = await s.client.start_workflow("nats-expense", {"amount": 5}, metadata={"team": "a"})
+        run_id = await s.client.start_workflow(
+            "nats-expense", {"amount": 5}, metadata={"team": "a"}
+        )
         await s.engine.settle()
         waiting = await s.client.get_workflow(run_id)
         assert waiting.status == "waiting"

@@ -67,9 +67,11 @@ async def test_a_failing_command_is_redelivered_then_dead_lettered(tmp_path, mon
         raise RuntimeError("disk on fire")
 
     route = routes.ROUTES["approval.request"]
-    monkeypatch.setitem(routes.ROUTES, "approval.request", route.__class__(
-        route.name, route.request, route.result, broken, actor=route.actor
-    ))
+    monkeypatch.setitem(
+        routes.ROUTES,
+        "approval.request",
+        route.__class__(route.name, route.request, route.result, broken, actor=route.actor),
+    )
     async with served(f"sqlite:///{tmp_path}/e.db", shared_nats(), settings) as s:
         # A command whose engine call keeps failing
         await s.client.publish_durable(

@@ -61,7 +61,9 @@ async def test_every_event_is_published_once_with_its_subject_and_body(tmp_path)
     subjects = {m.subject.split(".", 1)[1] for m in messages}
     assert f"events.approval.approved.{approval_id}" in subjects
     assert any(
-        b["aggregate_id"] == run_id and b["aggregate"] == "workflow" and "progress" in b["type"].lower()
+        b["aggregate_id"] == run_id
+        and b["aggregate"] == "workflow"
+        and "progress" in b["type"].lower()
         for b in bodies
     ), [b["type"] for b in bodies]
 

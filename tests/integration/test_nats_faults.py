@@ -51,7 +51,9 @@ async def test_broker_restarts_during_a_flood_and_the_relay_lose_and_double_noth
         async with served(f"sqlite:///{db}", broker.url, settings, cleanup=False) as s:
             # Flood the commands stream while the engine applies and relays
             flood = asyncio.create_task(
-                publish_with_retries(broker.url, settings.subject("cmd", "approval", "request"), FLOOD)
+                publish_with_retries(
+                    broker.url, settings.subject("cmd", "approval", "request"), FLOOD
+                )
             )
 
             # Restart the broker in the middle of the flood
@@ -87,7 +89,9 @@ async def test_broker_restarts_during_a_flood_and_the_relay_lose_and_double_noth
     # Every command applied exactly once: one approval and one event each
     assert count(db, "SELECT count(*) FROM stored_events") == FLOOD
     assert count(db, "SELECT count(*) FROM signoff_approvals") == FLOOD
-    titles = count(db, "SELECT count(DISTINCT json_extract(CAST(state AS TEXT), '$.title')) FROM stored_events")
+    titles = count(
+        db, "SELECT count(DISTINCT json_extract(CAST(state AS TEXT), '$.title')) FROM stored_events"
+    )
     assert titles == FLOOD
 
     # Every event in the stream exactly once, in order

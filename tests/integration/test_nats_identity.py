@@ -30,7 +30,10 @@ def token(sub: str, *, key=SECRET, algorithm="HS256", ttl=60, **claims) -> str:
 async def test_the_actor_comes_from_the_token(tmp_path):
     auth = Authenticator(key=SECRET, algorithms=["HS256"])
     async with served(
-        f"sqlite:///{tmp_path}/e.db", shared_nats(), unique_settings(), auth=auth,
+        f"sqlite:///{tmp_path}/e.db",
+        shared_nats(),
+        unique_settings(),
+        auth=auth,
         token=token("carol"),
     ) as s:
         # The requester is the token's subject; the body need not name anyone
@@ -48,7 +51,9 @@ async def test_the_actor_comes_from_the_token(tmp_path):
         with pytest.raises(ForbiddenError, match="expired"):
             await expired.approve(approval_id)
         forged = SignoffClient(
-            s.nc, prefix=s.settings.prefix, token=token("alice", key="another-secret-of-32-bytes-long!!")
+            s.nc,
+            prefix=s.settings.prefix,
+            token=token("alice", key="another-secret-of-32-bytes-long!!"),
         )
         with pytest.raises(ForbiddenError, match="credential refused"):
             await forged.approve(approval_id)
@@ -76,7 +81,10 @@ async def test_jwks_keys_and_group_claims(tmp_path):
         )
 
     async with served(
-        f"sqlite:///{tmp_path}/e.db", shared_nats(), unique_settings(), auth=auth,
+        f"sqlite:///{tmp_path}/e.db",
+        shared_nats(),
+        unique_settings(),
+        auth=auth,
         token=signed("carol"),
     ) as s:
         approval_id = await s.client.request_approval(title="Pay", groups=["finance"])
