@@ -31,10 +31,12 @@ def load_workflows(engine: Engine, modules: str) -> list[str]:
     for module_name in filter(None, (m.strip() for m in modules.split(","))):
         module = importlib.import_module(module_name)
         for _, value in inspect.getmembers(module, inspect.isclass):
-            ours = issubclass(value, Workflow) and value.__module__ == module.__name__
-            if ours and isinstance(getattr(value, "name", None), str) and value.name:
+            if not issubclass(value, Workflow) or value.__module__ != module.__name__:
+                continue
+            name = getattr(value, "name", None)
+            if isinstance(name, str) and name:
                 engine.register(value)
-                names.append(value.name)
+                names.append(name)
     return names
 
 

@@ -12,7 +12,6 @@ already applied find its outcome in the idempotency ledger and append nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import orjson
@@ -40,6 +39,7 @@ class DurableCommands:
         self.settings = settings
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._deliveries: dict[int, int] = {}
 
     async def start(self) -> None:
         """Binds to the shared durable consumer and starts pulling."""
@@ -78,7 +78,10 @@ class DurableCommands:
     async def _apply(self, msg: Msg) -> None:
         name = msg.subject[len(self.settings.subject("cmd")) + 1 :]
         outcome = await self.processor.process(name, msg.data, msg.headers)
-        deliveries = msg.metadata.num_delivered
+        seq = msg.metadata.sequence.stream
+        # the delivery count JetStream reports can restart after a delayed nak: count here too
+        deliveries = max(msg.metadata.num_delivered, self._deliveries.get(seq, 0) + 1)
+        self._deliveries[seq] = deliveries
         try:
             if outcome.code is None or outcome.repeat:
                 await msg.ack()
@@ -87,6 +90,8 @@ class DurableCommands:
             else:
                 await self._dead_letter(msg, name, outcome, deliveries)
                 await msg.term()
+            if not (outcome.retryable and deliveries < self.settings.max_deliver):
+                self._deliveries.pop(seq, None)
         except Exception as error:  # the ack is lost: the redelivery will find the outcome
             log.warning("could not settle durable command %s (%s)", msg.subject, error)
 
@@ -107,10 +112,3 @@ class DurableCommands:
             },
         )
 
-
-async def stop_quietly(task: asyncio.Task[None] | None) -> None:
-    """Cancels a background task and waits for it."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

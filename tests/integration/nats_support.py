@@ -112,19 +112,28 @@ async def served(
             await delete_streams(url, settings)
 
 
-async def stream_messages(url: str, stream: str, subject: str) -> list:
+@dataclass(frozen=True)
+class StoredMsg:
+    """A message as a stream keeps it."""
+
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+
+
+async def stream_messages(url: str, stream: str, subject: str) -> list[StoredMsg]:
     """Every message the stream holds, in order (through an ephemeral pull consumer)."""
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
         total = (await js.stream_info(stream)).state.messages
         sub = await js.pull_subscribe(subject, stream=stream)
-        found: list = []
+        found: list[StoredMsg] = []
         while len(found) < total:
             batch = await sub.fetch(min(1000, total - len(found)), timeout=5)
             for msg in batch:
                 await msg.ack()
-            found.extend(batch)
+                found.append(StoredMsg(msg.subject, dict(msg.headers or {}), msg.data))
         await sub.unsubscribe()
         return found
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -10,7 +12,7 @@ from tests.integration.nats_support import served, shared_nats, unique_settings
 from tests.integration.nats_workflows import NatsExpense
 
 
-async def ask(s, name: str, body: bytes, headers=None) -> dict:
+async def ask(s, name: str, body: bytes, headers=None) -> Any:
     reply = await s.nc.request(f"{s.settings.prefix}.{name}", body, timeout=5, headers=headers)
     return orjson.loads(reply.data)
 
@@ -48,7 +50,8 @@ async def test_workflow_commands_over_nats(tmp_path):
 
         # Approve it, pause and resume it, then deliver the receipt
         vote = await s.client.approve_workflow(run_id, by="alice")
-        assert vote is not None and vote.status == "approved"
+        assert vote is not None
+        assert vote.status == "approved"
         await s.engine.settle()
         assert (await s.client.control_workflow("pause", run_id, by="ops")).status == "paused"
         assert (await s.client.control_workflow("resume", run_id)).status != "paused"
@@ -120,7 +123,8 @@ async def test_a_repeated_key_returns_the_first_outcome_and_appends_nothing(tmp_
         body = b'{"id": "%s", "by": "alice", "idempotency_key": "vote-1"}' % first.encode()
         one = await ask(s, "approval.approve", body)
         two = await ask(s, "approval.approve", body)
-        assert one == two and one["ok"] is True
+        assert one == two
+        assert one["ok"] is True
         with pytest.raises(ConflictError):  # already voted
             await s.client.approve(first, by="alice")
 

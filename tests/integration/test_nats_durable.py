@@ -16,7 +16,8 @@ from tests.integration.nats_support import (
 
 
 async def stream_count(s, stream: str) -> int:
-    return (await s.nc.jetstream().stream_info(stream)).state.messages
+    info = await s.nc.jetstream().stream_info(stream)
+    return int(info.state.messages)
 
 
 async def test_durable_commands_are_applied_once_and_leave_the_queue(tmp_path):

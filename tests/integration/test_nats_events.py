@@ -49,14 +49,17 @@ async def test_every_event_is_published_once_with_its_subject_and_body(tmp_path)
 
     # One message per stored event, in notification order, named by its notification id
     ids = [int(m.headers["Nats-Msg-Id"]) for m in messages]
-    assert ids == sorted(ids) and len(set(ids)) == stored == len(ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == stored == len(ids)
     bodies = [orjson.loads(m.data) for m in messages]
     assert [b["notification_id"] for b in bodies] == ids
     first = bodies[0]
     assert messages[0].subject == f"{settings.prefix}.events.approval.requested.{approval_id}"
     assert first["type"] == "Approval.Requested"
-    assert first["aggregate_id"] == approval_id and first["version"] == 1
-    assert first["actor"] == "carol" and first["data"]["title"] == "Pay"
+    assert first["aggregate_id"] == approval_id
+    assert first["version"] == 1
+    assert first["actor"] == "carol"
+    assert first["data"]["title"] == "Pay"
     assert {"time", "command_id", "reason"} <= set(first)
     subjects = {m.subject.split(".", 1)[1] for m in messages}
     assert f"events.approval.approved.{approval_id}" in subjects

@@ -20,10 +20,11 @@ from signoff.adapters.nats.server import free_port
 pytestmark = pytest.mark.slow
 
 
-def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 30) -> str:
+def wait_for_line(process: subprocess.Popen[bytes], text: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     seen = []
     while time.monotonic() < deadline:
+        assert process.stderr is not None
         line = process.stderr.readline().decode()
         seen.append(line)
         if text in line:
@@ -83,5 +84,5 @@ async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path):
         assert conn.execute("SELECT count(*) FROM signoff_approvals").fetchone()[0] == 300
 
     # The bundled broker stopped with it
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
