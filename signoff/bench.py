@@ -10,6 +10,9 @@ Usage: python -m signoff.bench [--n N] [--waiting W] [--schedules S] [--stores s
 - timer lateness: with S one-shot schedules pending an hour ahead (SQLite, real
   clock, poll interval 0.05 s), how late 200 schedules due over ~5 s fire
   (callback time minus due time), and the RSS before and after creating the S.
+- NATS (signoff.nats_bench; --nats URL, default a bundled nats-server): approvals
+  decided over request/reply by C concurrent clients (decisions/s), and the approve
+  reply latency p50/p99 at a fixed offered load (--nats-rate per second, open loop).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import psycopg
 
 from signoff.engine import Engine
+from signoff.nats_bench import nats_figures
 from signoff.step import Step
 from signoff.workflow import Workflow, WorkflowEvent
 
@@ -199,6 +203,10 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=100_000)
     parser.add_argument("--schedules", type=int, default=100_000)
     parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--nats", default="", help="NATS URL (default: a bundled nats-server)")
+    parser.add_argument("--nats-clients", type=int, default=32)
+    parser.add_argument("--nats-rate", type=float, default=500.0)
+    parser.add_argument("--skip-nats", action="store_true")
     args = parser.parse_args()
     stores = args.stores.split(",")
 
@@ -218,6 +226,15 @@ def main() -> None:
                 ["sqlite"],
                 f"timer lateness, {args.schedules} pending",
                 lambda s: timer_lateness(s, args.schedules),
+            )
+        if not args.skip_nats:
+            await nats_figures(
+                stores,
+                args.nats or None,
+                n=args.n,
+                clients=args.nats_clients,
+                rate=args.nats_rate,
+                on_stores=_on_stores,
             )
 
     asyncio.run(everything())

@@ -111,4 +111,3 @@ class DurableCommands:
                 "Signoff-Original-Id": original_id,
             },
         )
-

@@ -40,7 +40,7 @@ def _result_name(kind: Any) -> str:
         return "`null`"
     if isinstance(kind, type) and issubclass(kind, BaseModel):
         return f"[`{kind.__name__}`](#result-{kind.__name__.lower()})"
-    args = getattr(kind, "__args__", ())
+    args: tuple[Any, ...] = getattr(kind, "__args__", ())
     if getattr(kind, "__origin__", None) is list:
         return "array of " + _result_name(args[0])
     return " or ".join(_result_name(arg) for arg in args)
