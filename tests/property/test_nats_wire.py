@@ -59,7 +59,7 @@ bodies = st.one_of(
 def engine_in_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """An engine served over the shared broker from a thread of its own."""
     url, store = shared_nats(), f"sqlite:///{tmp_path_factory.mktemp('wire')}/e.db"
-    ready, holder = threading.Event(), {}
+    ready, holder = threading.Event(), dict[str, Any]()
 
     async def main() -> None:
         holder["stop"] = asyncio.Event()
