@@ -105,8 +105,8 @@ async def test_bad_bodies_get_error_replies_and_store_nothing(tmp_path):
             await s.client.get_workflow("missing")
 
 
-async def test_a_repeated_key_returns_the_first_outcome_and_appends_nothing(tmp_path):
-    store, settings = f"sqlite:///{tmp_path}/e.db", unique_settings()
+async def test_a_repeated_key_returns_the_first_outcome_and_appends_nothing(durable_store_url):
+    store, settings = durable_store_url, unique_settings()
     async with served(store, shared_nats(), settings, cleanup=False) as s:
         # Request once under a key, and again under the same key
         first = await s.client.request_approval(

@@ -20,8 +20,8 @@ async def stream_count(s, stream: str) -> int:
     return int(info.state.messages)
 
 
-async def test_durable_commands_are_applied_once_and_leave_the_queue(tmp_path):
-    async with served(f"sqlite:///{tmp_path}/e.db", shared_nats(), unique_settings()) as s:
+async def test_durable_commands_are_applied_once_and_leave_the_queue(durable_store_url):
+    async with served(durable_store_url, shared_nats(), unique_settings()) as s:
         # Publish requests, each twice under the same key
         for i in range(20):
             body = {"title": f"t{i}", "requested_by": "carol"}

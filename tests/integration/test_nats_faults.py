@@ -46,7 +46,7 @@ async def publish_with_retries(url: str, subject: str, n: int) -> None:
 
 async def test_broker_restarts_during_a_flood_and_the_relay_lose_and_double_nothing(tmp_path):
     db = f"{tmp_path}/e.db"
-    settings = unique_settings()
+    settings = unique_settings(ack_wait=3.0)  # acks lost in a restart come back sooner
     with NatsServer(tmp_path / "nats") as broker:
         async with served(f"sqlite:///{db}", broker.url, settings, cleanup=False) as s:
             # Flood the commands stream while the engine applies and relays
