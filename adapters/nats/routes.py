@@ -1,4 +1,4 @@
-"""Which engine call answers which subject: one small handler per command."""
+"""Which engine call answers which subject: body fields are the method's keyword arguments."""
 
 from __future__ import annotations
 
@@ -45,135 +45,41 @@ def _dump(value: Any) -> Any:
     return value
 
 
-def _actor(msg: Any) -> dict[str, str]:
-    return {} if msg.by is None else {"by": msg.by}
+def call(
+    method: str, *, by_default: bool = False, command_id: bool = False, created: bool = False
+) -> Handler:
+    """A handler that calls ``engine.<method>(id, **other fields)``.
+
+    Args:
+        by_default: the method has a default actor, used when the body names none.
+        command_id: the idempotency key is recorded as the events' ``command_id``.
+        created: the method returns a new id, replied as ``{"id": ...}``.
+    """
+
+    async def handle(engine: Engine, msg: m.Message, key: str | None) -> Any:
+        fields = msg.model_dump(exclude={"idempotency_key"})
+        args = [fields.pop("id")] if "id" in fields and not created else []
+        if by_default and fields.get("by") is None:
+            fields.pop("by", None)
+        if command_id:
+            fields["command_id"] = key
+        result = await getattr(engine, method)(*args, **fields)
+        return {"id": result} if created else _dump(result)
+
+    return handle
 
 
 async def _start(engine: Engine, msg: m.StartWorkflow, key: str | None) -> Any:
     run_id = msg.id or (run_id_for(key) if key else None)
+    by = {} if msg.by is None else {"by": msg.by}
     started = await engine.run_workflow(
-        msg.name, msg.params, id=run_id, metadata=msg.metadata, **_actor(msg)
+        msg.name, msg.params, id=run_id, metadata=msg.metadata, **by
     )
     return {"id": started}
 
 
-async def _approve_run(engine: Engine, msg: m.ApproveWorkflow, key: str | None) -> Any:
-    return _dump(
-        await engine.approve_workflow(
-            msg.id,
-            by=msg.by,  # type: ignore[arg-type]  # None is refused by the engine's validation
-            reason=msg.reason,
-            metadata=msg.metadata,
-            groups=msg.groups,
-            wait=msg.wait,
-        )
-    )
-
-
-async def _reject_run(engine: Engine, msg: m.RejectWorkflow, key: str | None) -> Any:
-    return _dump(
-        await engine.reject_workflow(
-            msg.id,
-            by=msg.by,  # type: ignore[arg-type]
-            reason=msg.reason,
-            groups=msg.groups,
-            wait=msg.wait,
-        )
-    )
-
-
-async def _event(engine: Engine, msg: m.SendEvent, key: str | None) -> Any:
-    await engine.send_event(msg.id, msg.type, msg.payload, **_actor(msg))
-    return None
-
-
-def _control(action: str) -> Handler:
-    async def control(engine: Engine, msg: m.ControlWorkflow, key: str | None) -> Any:
-        method = getattr(engine, f"{action}_workflow")
-        return _dump(await method(msg.id, reason=msg.reason, **_actor(msg)))
-
-    return control
-
-
-async def _get_run(engine: Engine, msg: m.GetOne, key: str | None) -> Any:
-    return _dump(await engine.get_workflow(msg.id))
-
-
-async def _list_runs(engine: Engine, msg: m.ListWorkflows, key: str | None) -> Any:
-    return _dump(
-        await engine.get_workflows(
-            status=msg.status,
-            name=msg.name,
-            metadata=msg.metadata,
-            limit=msg.limit,
-            cursor=msg.cursor,
-        )
-    )
-
-
-async def _request(engine: Engine, msg: m.RequestApproval, key: str | None) -> Any:
-    fields = msg.model_dump(exclude={"idempotency_key", "escalation"})
-    fields["escalation"] = [level.model_dump() for level in msg.escalation]
-    approval_id = await engine.request_approval(**fields, command_id=key)
-    return {"id": approval_id}
-
-
-async def _approve(engine: Engine, msg: m.Approve, key: str | None) -> Any:
-    return _dump(
-        await engine.approve(
-            msg.id,
-            by=msg.by,  # type: ignore[arg-type]
-            reason=msg.reason,
-            metadata=msg.metadata,
-            groups=msg.groups,
-            command_id=key,
-        )
-    )
-
-
-async def _reject(engine: Engine, msg: m.Reject, key: str | None) -> Any:
-    return _dump(
-        await engine.reject(
-            msg.id,
-            by=msg.by,  # type: ignore[arg-type]
-            reason=msg.reason,
-            groups=msg.groups,
-            command_id=key,
-        )
-    )
-
-
-async def _cancel(engine: Engine, msg: m.Cancel, key: str | None) -> Any:
-    return _dump(
-        await engine.cancel(
-            msg.id,
-            by=msg.by,  # type: ignore[arg-type]
-            reason=msg.reason,
-            command_id=key,
-        )
-    )
-
-
-async def _reassign(engine: Engine, msg: m.Reassign, key: str | None) -> Any:
-    return _dump(
-        await engine.reassign(
-            msg.id,
-            by=msg.by,  # type: ignore[arg-type]
-            approvers=msg.approvers,
-            groups=msg.groups,
-            by_groups=msg.by_groups,
-            reason=msg.reason,
-            command_id=key,
-        )
-    )
-
-
-async def _get_approval(engine: Engine, msg: m.GetOne, key: str | None) -> Any:
-    return _dump(await engine.get_approval(msg.id))
-
-
-async def _pending(engine: Engine, msg: m.Pending, key: str | None) -> Any:
-    return _dump(await engine.pending_approvals(msg.approver, groups=msg.groups, limit=msg.limit))
+def _query(name: str, request: type[m.Message], result: Any, method: str) -> Route:
+    return Route(name, request, result, call(method), actor=None, mutates=False)
 
 
 _ROUTES = [
@@ -182,26 +88,59 @@ _ROUTES = [
         "workflow.approve",
         m.ApproveWorkflow,
         ApprovalInfo | None,
-        _approve_run,
+        call("approve_workflow"),
         actor_groups="groups",
     ),
     Route(
-        "workflow.reject", m.RejectWorkflow, ApprovalInfo | None, _reject_run, actor_groups="groups"
+        "workflow.reject",
+        m.RejectWorkflow,
+        ApprovalInfo | None,
+        call("reject_workflow"),
+        actor_groups="groups",
     ),
-    Route("workflow.event", m.SendEvent, None, _event),
-    Route("workflow.get", m.GetOne, WorkflowInfo, _get_run, actor=None, mutates=False),
-    Route("workflow.list", m.ListWorkflows, WorkflowPage, _list_runs, actor=None, mutates=False),
+    Route("workflow.event", m.SendEvent, None, call("send_event", by_default=True)),
+    _query("workflow.get", m.GetOne, WorkflowInfo, "get_workflow"),
+    _query("workflow.list", m.ListWorkflows, WorkflowPage, "get_workflows"),
     *(
-        Route(f"workflow.{action}", m.ControlWorkflow, WorkflowInfo, _control(action))
+        Route(
+            f"workflow.{action}",
+            m.ControlWorkflow,
+            WorkflowInfo,
+            call(f"{action}_workflow", by_default=True),
+        )
         for action in ("terminate", "pause", "resume", "restart")
     ),
-    Route("approval.request", m.RequestApproval, m.Created, _request, actor="requested_by"),
-    Route("approval.approve", m.Approve, ApprovalInfo, _approve, actor_groups="groups"),
-    Route("approval.reject", m.Reject, ApprovalInfo, _reject, actor_groups="groups"),
-    Route("approval.cancel", m.Cancel, ApprovalInfo, _cancel),
-    Route("approval.reassign", m.Reassign, ApprovalInfo, _reassign, actor_groups="by_groups"),
-    Route("approval.get", m.GetOne, ApprovalInfo, _get_approval, actor=None, mutates=False),
-    Route("approvals.pending", m.Pending, list[ApprovalInfo], _pending, actor=None, mutates=False),
+    Route(
+        "approval.request",
+        m.RequestApproval,
+        m.Created,
+        call("request_approval", command_id=True, created=True),
+        actor="requested_by",
+    ),
+    Route(
+        "approval.approve",
+        m.Approve,
+        ApprovalInfo,
+        call("approve", command_id=True),
+        actor_groups="groups",
+    ),
+    Route(
+        "approval.reject",
+        m.Reject,
+        ApprovalInfo,
+        call("reject", command_id=True),
+        actor_groups="groups",
+    ),
+    Route("approval.cancel", m.Cancel, ApprovalInfo, call("cancel", command_id=True)),
+    Route(
+        "approval.reassign",
+        m.Reassign,
+        ApprovalInfo,
+        call("reassign", command_id=True),
+        actor_groups="by_groups",
+    ),
+    _query("approval.get", m.GetOne, ApprovalInfo, "get_approval"),
+    _query("approvals.pending", m.Pending, list[ApprovalInfo], "pending_approvals"),
 ]
 
 ROUTES: dict[str, Route] = {route.name: route for route in _ROUTES}
