@@ -20,6 +20,7 @@ from signoff.adapters.nats.messages import Message
 from signoff.adapters.nats.routes import Route
 from signoff.domain.errors import ForbiddenError
 
+ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 AUTH_HEADER = "Authorization"
 """Carries ``Bearer <JWT>``."""
 
@@ -38,7 +39,8 @@ class Authenticator:
     Args:
         key: a PEM public key or an HMAC secret.
         jwks_file: a JSON Web Key Set; the token's ``kid`` picks the key.
-        algorithms: accepted signing algorithms.
+        algorithms: accepted signing algorithms (default: HMAC ones for a secret,
+            public-key ones for a PEM key or a key set, never both).
         audience, issuer: required ``aud`` / ``iss`` claims, when given.
         groups_claim: the claim that lists the person's groups.
     """
@@ -48,7 +50,7 @@ class Authenticator:
         *,
         key: str | None = None,
         jwks_file: str | Path | None = None,
-        algorithms: Sequence[str] = ("RS256", "ES256", "EdDSA", "HS256"),
+        algorithms: Sequence[str] | None = None,
         audience: str | None = None,
         issuer: str | None = None,
         groups_claim: str = "groups",
@@ -57,7 +59,9 @@ class Authenticator:
             raise ValueError("give exactly one of key and jwks_file")
         self._key = key
         self._jwks = jwt.PyJWKSet.from_json(Path(jwks_file).read_text()) if jwks_file else None
-        self._algorithms = list(algorithms)
+        asymmetric = jwks_file is not None or (key or "").lstrip().startswith("-----BEGIN")
+        default = ASYMMETRIC if asymmetric else ("HS256", "HS384", "HS512")
+        self._algorithms = list(algorithms or default)
         self._audience = audience
         self._issuer = issuer
         self._groups_claim = groups_claim

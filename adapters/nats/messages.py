@@ -41,24 +41,39 @@ class StartWorkflow(Command):
     by: Id | None = None
 
 
-class ApproveWorkflow(Command):
-    """``workflow.approve``: one vote on the run's (next) approval."""
+class Acting(Command):
+    """A command by one person on one approval or run."""
 
     id: Id
     by: Id | None = None
     reason: Text | None = None
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Vote(Acting):
+    """A vote, with the groups the voter acts for."""
+
     groups: Names = Field(default_factory=list)
+
+
+class Approve(Vote):
+    """``approval.approve``: one vote towards the quorum."""
+
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Reject(Vote):
+    """``approval.reject``."""
+
+
+class ApproveWorkflow(Approve):
+    """``workflow.approve``: one vote on the run's (next) approval."""
+
     wait: Id | None = None
 
 
-class RejectWorkflow(Command):
+class RejectWorkflow(Reject):
     """``workflow.reject``: rejects the run's (next) approval."""
 
-    id: Id
-    by: Id | None = None
-    reason: Text | None = None
-    groups: Names = Field(default_factory=list)
     wait: Id | None = None
 
 
@@ -71,12 +86,8 @@ class SendEvent(Command):
     by: Id | None = None
 
 
-class ControlWorkflow(Command):
+class ControlWorkflow(Acting):
     """``workflow.terminate|pause|resume|restart``."""
-
-    id: Id
-    by: Id | None = None
-    reason: Text | None = None
 
 
 class GetOne(Message):
@@ -121,42 +132,16 @@ class RequestApproval(Command):
     escalation: Annotated[list[EscalationLevel], Field(max_length=20)] = Field(default_factory=list)
 
 
-class Approve(Command):
-    """``approval.approve``: one vote towards the quorum."""
-
-    id: Id
-    by: Id | None = None
-    reason: Text | None = None
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
-    groups: Names = Field(default_factory=list)
-
-
-class Reject(Command):
-    """``approval.reject``."""
-
-    id: Id
-    by: Id | None = None
-    reason: Text | None = None
-    groups: Names = Field(default_factory=list)
-
-
-class Cancel(Command):
+class Cancel(Acting):
     """``approval.cancel``: the requester withdraws the request."""
 
-    id: Id
-    by: Id | None = None
-    reason: Text | None = None
 
-
-class Reassign(Command):
+class Reassign(Acting):
     """``approval.reassign``: hands a pending approval to other approvers or groups."""
 
-    id: Id
-    by: Id | None = None
     approvers: Names | None = None
     groups: Names | None = None
     by_groups: Names = Field(default_factory=list)
-    reason: Text | None = None
 
 
 class Pending(Message):

@@ -21,9 +21,10 @@ import orjson
 from eventsourcing.persistence import Notification
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from signoff.adapters.nats.settings import NatsSettings
+from signoff.domain.base import SignoffEvent
 from signoff.engine import Engine
 from signoff.views import HistoryEntry
 
@@ -32,6 +33,8 @@ log = logging.getLogger("signoff.nats")
 NOTIFICATION_HEADER = "Signoff-Notification-Id"
 AGGREGATES = {"WorkflowRun": "workflow"}
 """Subject tokens of aggregate types whose lower-cased name would be unclear."""
+RACE_CODES = {10070, 10071}
+"""JetStream's "wrong last sequence" and "wrong last msg ID": another relay was first."""
 _UNSAFE = re.compile(r"[.*>\s]")
 
 
@@ -68,6 +71,22 @@ def event_message(
     return subject, orjson.dumps(body, default=str)
 
 
+def _plain(event: Any) -> HistoryEntry:
+    """An entry for an event that records no cause (not one of signoff's own)."""
+    aggregate_type, _, name = type(event).__qualname__.rpartition(".")
+    return HistoryEntry.model_construct(
+        aggregate_id=str(event.originator_id),
+        aggregate_type=aggregate_type or "aggregate",
+        version=event.originator_version,
+        event=name,
+        at=event.timestamp,
+        actor="",
+        reason=None,
+        command_id="",
+        data={},
+    )
+
+
 class EventRelay:
     """Tails the notification log and publishes it, exactly once, in order."""
 
@@ -96,7 +115,8 @@ class EventRelay:
             try:
                 published = await self.relay_once()
             except Exception as error:  # broker away or a race lost: re-read the stream's end
-                log.info("event relay paused (%s)", error)
+                lost_race = isinstance(error, APIError) and error.err_code in RACE_CODES
+                log.log(logging.DEBUG if lost_race else logging.INFO, "relay: %s", error)
                 self.position = None
                 if stopping:
                     return
@@ -151,7 +171,8 @@ class EventRelay:
         )
         out = []
         for notification in found:
-            entry = HistoryEntry.of(app.mapper.to_domain_event(notification))  # type: ignore[arg-type]
+            event = app.mapper.to_domain_event(notification)
+            entry = HistoryEntry.of(event) if isinstance(event, SignoffEvent) else _plain(event)
             subject, body = event_message(self.settings, notification, entry)
             out.append((notification.id, subject, body))
         return out

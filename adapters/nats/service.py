@@ -28,6 +28,7 @@ class CommandService:
         self.settings = settings
         self._subscriptions: list[Subscription] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
         self.answered = 0
         """Requests answered so far (several engines in a queue group share them)."""
 
@@ -41,9 +42,14 @@ class CommandService:
             self._subscriptions.append(sub)
 
     async def _received(self, msg: Msg) -> None:
+        await self._slots.acquire()  # at the limit, requests wait in the subscription
         task = asyncio.create_task(self._answer(msg))
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slots.release()
 
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject[len(self.settings.prefix) + 1 :]

@@ -23,6 +23,8 @@ class NatsSettings:
     """Durable pull consumer that every engine shares (a work queue)."""
     max_body: int = MIB
     """Largest command body accepted, in bytes."""
+    max_in_flight: int = 2000
+    """Most requests an engine works on at once; more wait in the subscription."""
     max_deliver: int = 5
     """Deliveries of a durable command before it moves to the dead-letter subject."""
     ack_wait: float = 30.0
