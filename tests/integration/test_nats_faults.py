@@ -4,13 +4,18 @@ during event relay, and still every command applied once, every event in the str
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import subprocess
+import sys
+import uuid
 
 import nats
 import orjson
 import pytest
 
 from signoff.adapters.nats.server import NatsServer
+from signoff.engine import Engine
 from tests.integration.nats_support import served, stream_messages, unique_settings, wait_until
 
 FLOOD = 10_000
@@ -97,3 +102,87 @@ async def test_broker_restarts_during_a_flood_and_the_relay_lose_and_double_noth
     # Every event in the stream exactly once, in order
     ids = [int(m.headers["Nats-Msg-Id"]) for m in messages]
     assert ids == list(range(1, FLOOD + 1))
+
+
+def serve(store: str, url: str, settings) -> subprocess.Popen[bytes]:
+    """``signoff serve`` in a process of its own (so that it can be killed)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "signoff",
+            "serve",
+            "--store",
+            store,
+            "--nats",
+            url,
+            "--prefix",
+            settings.prefix,
+            "--streams",
+            settings.events_stream[: -len("_EVENTS")],
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def relayed(url: str, stream: str) -> int:
+    try:
+        nc = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0)
+    except Exception:
+        return -1
+    try:
+        return int((await nc.jetstream().stream_info(stream)).state.messages)
+    except Exception:
+        return -1
+    finally:
+        await nc.close()
+
+
+async def test_an_engine_killed_and_a_broker_restarted_during_relay_lose_and_double_nothing(
+    tmp_path,
+):
+    store, total = f"sqlite:///{tmp_path}/e.db", 10_000
+    tag = uuid.uuid4().hex[:8]
+    settings = unique_settings(prefix=f"r{tag}", events_stream=f"R{tag}_EVENTS")
+
+    # Events stored before any relay runs
+    async with Engine(store) as engine:
+        for first in range(0, total, 2000):
+            await asyncio.gather(
+                *(
+                    engine.request_approval(title=f"{i}", requested_by="c")
+                    for i in range(first, first + 2000)
+                )
+            )
+
+    with NatsServer(tmp_path / "nats") as broker:
+        # An engine starts relaying and is killed part of the way
+        process = serve(store, broker.url, settings)
+        try:
+            await wait_until(lambda: _at_least(broker.url, settings, 1000), timeout=60)
+            process.kill()
+            process.wait()
+
+            # The broker restarts; a new engine relays the rest, through another restart
+            await asyncio.to_thread(broker.restart)
+            process = serve(store, broker.url, settings)
+            await wait_until(lambda: _at_least(broker.url, settings, 3000), timeout=60)
+            await asyncio.to_thread(broker.restart)
+            await wait_until(lambda: _at_least(broker.url, settings, total), timeout=60)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        messages = await stream_messages(
+            broker.url, settings.events_stream, settings.events_subjects
+        )
+
+    # Every stored event in the stream exactly once, in order
+    ids = [int(m.headers["Nats-Msg-Id"]) for m in messages]
+    assert ids == list(range(1, total + 1))
+
+
+async def _at_least(url: str, settings, n: int) -> bool:
+    return await relayed(url, settings.events_stream) >= n
