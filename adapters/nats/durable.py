@@ -77,8 +77,12 @@ class DurableCommands:
 
     async def _apply(self, msg: Msg) -> None:
         name = msg.subject[len(self.settings.subject("cmd")) + 1 :]
-        outcome = await self.processor.process(name, msg.data, msg.headers)
         seq = msg.metadata.sequence.stream
+        # a command published without a key is still applied once however often it is
+        # redelivered: its key is then its place in the stream (and when it was stored)
+        stored_at = msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else 0
+        own_key = f"{self.settings.commands_stream}:{seq}:{stored_at}"
+        outcome = await self.processor.process(name, msg.data, msg.headers, default_key=own_key)
         # the delivery count JetStream reports can restart after a delayed nak: count here too
         deliveries = max(msg.metadata.num_delivered, self._deliveries.get(seq, 0) + 1)
         self._deliveries[seq] = deliveries

@@ -106,8 +106,16 @@ class Processor:
         self.ledger = ledger
         self.auth = auth
 
-    async def process(self, name: str, data: bytes, headers: Mapping[str, str] | None) -> Outcome:
-        """Validates and runs the command ``name`` (``noun.verb``)."""
+    async def process(
+        self,
+        name: str,
+        data: bytes,
+        headers: Mapping[str, str] | None,
+        *,
+        default_key: str | None = None,
+    ) -> Outcome:
+        """Validates and runs the command ``name`` (``noun.verb``); ``default_key`` is the
+        idempotency key of a command that carries none."""
         route = ROUTES.get(name)
         if route is None:
             return refused(InvalidInputError(f"unknown command {name!r}"))
@@ -115,7 +123,7 @@ class Processor:
             msg = parse(route, data, self.settings.max_body)
             identity: Identity | None = self.auth.verify(headers) if self.auth else None
             msg = act_as(route, msg, identity)
-            key = idempotency_key(msg, headers) if route.mutates else None
+            key = (idempotency_key(msg, headers) or default_key) if route.mutates else None
         except SignoffError as error:
             return refused(error)
         if key is None:

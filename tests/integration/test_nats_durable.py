@@ -4,6 +4,7 @@ refused or failing commands moved to the dead-letter subject with the reason."""
 from __future__ import annotations
 
 import orjson
+from nats.aio.msg import Msg
 
 from signoff.adapters.nats import routes
 from tests.integration.nats_support import (
@@ -89,3 +90,29 @@ async def test_a_failing_command_is_redelivered_then_dead_lettered(tmp_path, mon
         assert letter.headers["Signoff-Error-Code"] == "internal"
         assert letter.headers["Signoff-Deliveries"] == "3"
         assert await stream_count(s, settings.commands_stream) == 0
+
+
+async def test_a_command_without_a_key_is_applied_once_when_its_ack_is_lost(tmp_path, monkeypatch):
+    settings = unique_settings(ack_wait=1.0)
+    real_ack, lost = Msg.ack, []
+
+    async def losing_ack(msg: Msg) -> None:
+        if not lost:
+            lost.append(msg.metadata.sequence.stream)
+            raise ConnectionError("ack lost on the way")
+        await real_ack(msg)
+
+    monkeypatch.setattr(Msg, "ack", losing_ack)
+    async with served(f"sqlite:///{tmp_path}/e.db", shared_nats(), settings) as s:
+        # A keyless command whose first ack never reaches the broker
+        await s.nc.jetstream().publish(
+            f"{settings.prefix}.cmd.approval.request",
+            orjson.dumps({"title": "t", "requested_by": "carol"}),
+        )
+
+        # It is redelivered, found in the ledger, and acked without a second approval
+        async def acked() -> bool:
+            return bool(lost) and await stream_count(s, settings.commands_stream) == 0
+
+        await wait_until(acked)
+        assert s.stored() == 1
