@@ -94,7 +94,7 @@ async def test_a_failing_command_is_redelivered_then_dead_lettered(tmp_path, mon
 
 async def test_a_command_without_a_key_is_applied_once_when_its_ack_is_lost(tmp_path, monkeypatch):
     settings = unique_settings(ack_wait=1.0)
-    real_ack, lost = Msg.ack, []
+    real_ack, lost = Msg.ack, list[int]()
 
     async def losing_ack(msg: Msg) -> None:
         if not lost:
