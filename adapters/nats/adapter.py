@@ -83,14 +83,18 @@ class NatsAdapter:
             owner=self.engine.instance_id,
             lease=self.settings.idempotency_lease,
         )
-        processor = Processor(self.engine, self.settings, ledger=self._ledger, auth=self.auth)
+        if self._with_relay:
+            self.relay = EventRelay(self.engine, js, self.settings)
+        wake = self.relay.wake if self.relay is not None else None
+        processor = Processor(
+            self.engine, self.settings, ledger=self._ledger, auth=self.auth, on_commit=wake
+        )
         self.service = CommandService(self.nc, processor, self.settings)
         await self.service.start()
         if self._with_durable:
             self._durable = DurableCommands(js, processor, self.settings)
             await self._durable.start()
-        if self._with_relay:
-            self.relay = EventRelay(self.engine, js, self.settings)
+        if self.relay is not None:
             await self.relay.start()
 
     async def stop(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -100,11 +100,14 @@ class Processor:
         *,
         ledger: Ledger,
         auth: Authenticator | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.ledger = ledger
         self.auth = auth
+        self.on_commit = on_commit
+        """Called after a command succeeded (the relay then publishes at once)."""
 
     async def process(
         self,
@@ -159,7 +162,10 @@ class Processor:
 
     async def _run(self, route: Route, msg: Message, key: str | None) -> Outcome:
         try:
-            return ok(await route.handle(self.engine, msg, key))
+            outcome = ok(await route.handle(self.engine, msg, key))
+            if route.mutates and self.on_commit is not None:
+                self.on_commit()
+            return outcome
         except SignoffError as error:
             return refused(error)
         except Exception:

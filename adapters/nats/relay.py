@@ -98,6 +98,11 @@ class EventRelay:
         """The last notification id known to be in the stream (None: read it from there)."""
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._nudged = asyncio.Event()
+
+    def wake(self) -> None:
+        """Looks at the log now rather than at the next poll (after a local commit)."""
+        self._nudged.set()
 
     async def start(self) -> None:
         """Starts relaying in the background."""
@@ -106,6 +111,7 @@ class EventRelay:
     async def stop(self) -> None:
         """Publishes what is already stored, then stops."""
         self._stopping.set()
+        self._nudged.set()
         if self._task is not None:
             await self._task
 
@@ -126,7 +132,8 @@ class EventRelay:
                 return
             if not published:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.settings.relay_interval)
+                    await asyncio.wait_for(self._nudged.wait(), self.settings.relay_interval)
+                self._nudged.clear()
 
     async def relay_once(self) -> int:
         """Publishes the next batch of stored events; returns how many."""
