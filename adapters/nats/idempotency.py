@@ -104,17 +104,23 @@ class SqlBackend:
 
     def __init__(self, config: StoreConfig) -> None:
         self.config = config
-        env = config.env
         if config.kind == "sqlite":
             self.table, self.param = TABLE, "?"
-            self.conn: Any = sqlite3.connect(
+        else:
+            self.table, self.param = f'"{config.schema or "public"}".{TABLE}', "%s"
+        self.conn: Any = None
+        self._connect()
+
+    def _connect(self) -> None:
+        env = self.config.env
+        if self.config.kind == "sqlite":
+            self.conn = sqlite3.connect(
                 env["SQLITE_DBNAME"], timeout=30, isolation_level=None, check_same_thread=False
             )
             self.conn.execute("PRAGMA journal_mode=WAL")
         else:
             import psycopg
 
-            self.table, self.param = f'"{config.schema or "public"}".{TABLE}', "%s"
             self.conn = psycopg.connect(
                 dbname=env["POSTGRES_DBNAME"],
                 host=env["POSTGRES_HOST"],
@@ -133,6 +139,18 @@ class SqlBackend:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
+        if self.conn is None:
+            self._connect()  # the last one broke
+        try:
+            with self._begin() as db:
+                yield db
+        except Exception:
+            if getattr(self.conn, "closed", False):  # a lost PostgreSQL connection
+                self.conn = None
+            raise
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Any]:
         if self.config.kind == "sqlite":
             self.conn.execute("BEGIN IMMEDIATE")
             try:

@@ -26,6 +26,8 @@ from signoff.engine import Engine
 log = logging.getLogger("signoff.nats")
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+RECORD_ATTEMPTS = 5
+"""Tries to record an outcome (the command is committed: giving up risks a second run)."""
 BUSY_WAIT = 10.0
 """Seconds a repeated request waits for the first delivery of its key to finish."""
 
@@ -150,15 +152,17 @@ class Processor:
         if claim.state == "busy":
             return refused(ConflictError(f"command {key!r} is still in progress"), code="busy")
         outcome = await self._run(route, msg, key)
-        try:
-            if outcome.retryable:
-                await self.ledger.release(key)
-            else:
-                await self.ledger.finish(key, outcome.code, outcome.body)
-        except Exception:
-            log.exception("could not record the outcome of %s", key)
-            return refused(SignoffError("the outcome could not be recorded; retry"))
-        return outcome
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                if outcome.retryable:
+                    await self.ledger.release(key)
+                else:
+                    await self.ledger.finish(key, outcome.code, outcome.body)
+                return outcome
+            except Exception:
+                log.exception("could not record the outcome of %s (attempt %d)", key, attempt + 1)
+                await asyncio.sleep(0.2 * 2**attempt)
+        return refused(SignoffError("the outcome could not be recorded; retry"))
 
     async def _run(self, route: Route, msg: Message, key: str | None) -> Outcome:
         try:
