@@ -178,3 +178,30 @@ async def test_engines_in_one_queue_group_share_the_requests(tmp_path):
         assert sum(answered) == 40
         assert min(answered) > 0
         assert len(await two.client.pending_approvals(limit=1000)) == 40
+
+
+async def test_the_client_covers_every_approval_command(tmp_path):
+    async with served(
+        f"sqlite:///{tmp_path}/e.db", shared_nats(), unique_settings(), workflows=(NatsExpense,)
+    ) as s:
+        # Reassign, then reject an approval; cancel another
+        first = await s.client.request_approval(title="A", requested_by="carol", approvers=["x"])
+        moved = await s.client.reassign(first, by="carol", approvers=["bob"], reason="away")
+        assert moved.approvers == ["bob"]
+        rejected = await s.client.reject(first, by="bob", reason="no")
+        assert rejected.status == "rejected"
+        second = await s.client.request_approval(title="B", requested_by="carol")
+        assert (await s.client.cancel(second, by="carol")).status == "cancelled"
+
+        # A rejected run errors (the decision is kept if the run is not there yet: None)
+        run_id = await s.client.start_workflow("nats-expense", id="run-early")
+        assert run_id == "run-early"
+        vote = await s.client.reject_workflow(run_id, by="dave", reason="no")
+        assert vote is None or vote.status == "rejected"
+        await s.engine.settle()
+        assert (await s.client.get_workflow(run_id)).status == "errored"
+
+        # A run started under a key gets an id derived from it, once
+        keyed = await s.client.start_workflow("nats-expense", idempotency_key="start-1")
+        again = await s.client.start_workflow("nats-expense", idempotency_key="start-1")
+        assert keyed == again != run_id

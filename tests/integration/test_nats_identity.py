@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
@@ -104,3 +107,26 @@ async def test_jwks_keys_and_group_claims(tmp_path):
         info = await dave.approve(approval_id)
         assert info.status == "approved"
         assert info.votes[0].groups == ["finance"]
+
+
+async def test_a_public_key_is_never_taken_for_an_hmac_secret(tmp_path):
+    # An engine that checks RS256 tokens against a PEM public key
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    auth = Authenticator(key=pem.decode())
+
+    # A token "signed" with the public key as an HMAC secret is refused
+    header = jwt.utils.base64url_encode(b'{"alg":"HS256","typ":"JWT"}')
+    claims = jwt.utils.base64url_encode(
+        json.dumps({"sub": "mallory", "exp": int(time.time()) + 60}).encode()
+    )
+    signing_input = header + b"." + claims
+    signature = jwt.utils.base64url_encode(hmac.new(pem, signing_input, hashlib.sha256).digest())
+    with pytest.raises(ForbiddenError):
+        auth.verify({"Authorization": f"Bearer {(signing_input + b'.' + signature).decode()}"})
+
+    # A token signed with the private key passes
+    good = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, private, algorithm="RS256")
+    assert auth.verify({"Authorization": f"Bearer {good}"}).person == "alice"
