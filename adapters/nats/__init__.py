@@ -9,6 +9,7 @@ The wire protocol is in docs/nats.md (generated from :mod:`.messages`).
 """
 
 from signoff.adapters.nats.adapter import NatsAdapter
+from signoff.adapters.nats.identity import Authenticator
 from signoff.adapters.nats.settings import NatsSettings
 
-__all__ = ["NatsAdapter", "NatsSettings"]
+__all__ = ["Authenticator", "NatsAdapter", "NatsSettings"]
