@@ -13,6 +13,9 @@ Usage: python -m signoff.bench [--n N] [--waiting W] [--schedules S] [--audit A]
   (callback time minus due time), and the RSS before and after creating the S.
 - audit chain: the hashing each stored event costs on the write path (µs), and
   how fast ``signoff audit verify`` checks a store of about A events (events/s).
+- NATS (signoff.nats_bench; --nats URL, default a bundled nats-server): approvals
+  decided over request/reply by C concurrent clients (decisions/s), and the approve
+  reply latency p50/p99 at a fixed offered load (--nats-rate per second, open loop).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import psycopg
 
 from signoff import bench_views
 from signoff.engine import Engine
+from signoff.nats_bench import nats_figures
 from signoff.step import Step
 from signoff.workflow import Workflow, WorkflowEvent
 
@@ -225,6 +229,10 @@ def main() -> None:
     parser.add_argument("--audit", type=int, default=30_000, help="events to verify (0: skip)")
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--events", type=int, default=60_000, help="events for the rebuild rate")
+    parser.add_argument("--nats", default="", help="NATS URL (default: a bundled nats-server)")
+    parser.add_argument("--nats-clients", type=int, default=32)
+    parser.add_argument("--nats-rate", type=float, default=500.0)
+    parser.add_argument("--skip-nats", action="store_true")
     args = parser.parse_args()
     stores = args.stores.split(",")
 
@@ -253,6 +261,15 @@ def main() -> None:
             )
 
         await bench_views.run(stores, args.events, _on_stores)
+        if not args.skip_nats:
+            await nats_figures(
+                stores,
+                args.nats or None,
+                n=args.n,
+                clients=args.nats_clients,
+                rate=args.nats_rate,
+                on_stores=_on_stores,
+            )
 
     asyncio.run(everything())
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from signoff.cli_audit import audit
+from signoff.cli_serve import serve
 from signoff.engine import DEFAULT_STORE, Engine
 from signoff.errors import SignoffError
 from signoff.views import HistoryEntry
@@ -22,6 +23,7 @@ app = typer.Typer(help="signoff: durable human approvals with an audit log.", no
 console = Console(width=140 if not Console().is_terminal else None)
 StoreOption = Annotated[str, typer.Option("--store", help="event store URL")]
 app.add_typer(audit, name="audit")
+app.command()(serve)
 
 
 def _run(work: Callable[[Engine], Awaitable[T]], store: str) -> T:

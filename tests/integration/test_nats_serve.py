@@ -1,0 +1,88 @@
+"""``signoff serve`` as a real process: a bundled broker, workflows from a module, and a
+SIGTERM that drains in-flight commands before exit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import nats
+import orjson
+import pytest
+
+from signoff.adapters.nats.server import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for_line(process: subprocess.Popen[bytes], text: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        assert process.stderr is not None
+        line = process.stderr.readline().decode()
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"no {text!r} in output: {''.join(seen)}")
+
+
+async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path):
+    port = free_port()
+    db = tmp_path / "e.db"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "signoff",
+            "serve",
+            "--store",
+            f"sqlite:///{db}",
+            "--workflows",
+            "tests.integration.nats_workflows",
+            "--data-dir",
+            str(tmp_path / "nats"),
+            "--nats-port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        # It starts a bundled broker, loads the workflows and says it runs unauthenticated
+        banner = wait_for_line(process, "signoff serving")
+        assert "nats-expense" in banner
+        assert "unauthenticated" in banner
+
+        # Many requests are in flight when SIGTERM arrives
+        nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        body = orjson.dumps({"title": "t", "requested_by": "carol"})
+        replies = [
+            asyncio.ensure_future(nc.request("signoff.approval.request", body, timeout=20))
+            for _ in range(300)
+        ]
+        await nc.flush()
+        process.send_signal(signal.SIGTERM)
+        answers = await asyncio.gather(*replies)
+        await nc.close()
+
+        # Every one was answered and stored, and the process exits cleanly
+        assert all(orjson.loads(a.data)["ok"] for a in answers)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM signoff_approvals").fetchone()[0] == 300
+
+    # The bundled broker stopped with it
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
