@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -95,15 +96,19 @@ def prepare_store(config: StoreConfig) -> None:
         from psycopg import sql
 
         env = config.env
-        with psycopg.connect(
-            dbname=env["POSTGRES_DBNAME"],
-            host=env["POSTGRES_HOST"],
-            port=int(env["POSTGRES_PORT"]),
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"] or None,
-            connect_timeout=10,
-            autocommit=True,
-        ) as conn:
+        # Processes creating it at once race inside IF NOT EXISTS: one wins, all go on.
+        with (
+            psycopg.connect(
+                dbname=env["POSTGRES_DBNAME"],
+                host=env["POSTGRES_HOST"],
+                port=int(env["POSTGRES_PORT"]),
+                user=env["POSTGRES_USER"],
+                password=env["POSTGRES_PASSWORD"] or None,
+                connect_timeout=10,
+                autocommit=True,
+            ) as conn,
+            contextlib.suppress(psycopg.errors.UniqueViolation),
+        ):
             conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
             )
