@@ -26,6 +26,7 @@ from signoff.domain.errors import (
     NotFoundError,
     SignoffError,
 )
+from signoff.read_views import InboxItem, InboxPage
 from signoff.views import ApprovalInfo, WorkflowInfo, WorkflowPage
 
 _ERRORS: dict[str, type[SignoffError]] = {
@@ -310,14 +311,29 @@ class SignoffClient:
         """The approval with its votes."""
         return await self._approval("approval.get", {"id": approval_id}, None)
 
-    async def pending_approvals(
-        self, approver: str | None = None, *, groups: Iterable[str] = (), limit: int = 100
-    ) -> list[ApprovalInfo]:
-        """What ``approver`` may decide, oldest first."""
+    async def approval_inbox(
+        self,
+        approver: str | None = None,
+        *,
+        groups: Iterable[str] = (),
+        order: str = "age",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> InboxPage:
+        """A page of what ``approver`` (or ``groups``) may decide; pass ``next_cursor`` back
+        for the next page."""
         body: dict[str, Any] = {
             "approver": approver,
             "groups": list(groups) or None,
+            "order": order,
             "limit": limit,
+            "cursor": cursor,
         }
-        result = await self.call("approvals.pending", body)
-        return [ApprovalInfo.model_validate(item) for item in result]
+        return InboxPage.model_validate(await self.call("approvals.pending", body))
+
+    async def pending_approvals(
+        self, approver: str | None = None, *, groups: Iterable[str] = (), limit: int = 100
+    ) -> list[InboxItem]:
+        """What ``approver`` may decide, oldest first (the inbox's first page)."""
+        page = await self.approval_inbox(approver, groups=groups, limit=limit)
+        return page.items

@@ -145,11 +145,14 @@ class Reassign(Acting):
 
 
 class Pending(Message):
-    """``approvals.pending``: what ``approver`` may decide, oldest first."""
+    """``approvals.pending``: a page of the inbox: what ``approver`` (or ``groups``) may
+    decide, oldest first or most urgent first (``order``)."""
 
     approver: Id | None = None
     groups: Names = Field(default_factory=list)
+    order: Literal["age", "deadline"] = "age"
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    cursor: Annotated[str, Field(max_length=1000)] | None = None
 
 
 class Created(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from signoff.adapters.nats import messages as m
 from signoff.engine import Engine
+from signoff.read_views import InboxPage
 from signoff.views import ApprovalInfo, WorkflowInfo, WorkflowPage
 
 Handler = Callable[[Engine, Any, str | None], Awaitable[Any]]
@@ -140,7 +141,7 @@ _ROUTES = [
         actor_groups="by_groups",
     ),
     _query("approval.get", m.GetOne, ApprovalInfo, "get_approval"),
-    _query("approvals.pending", m.Pending, list[ApprovalInfo], "pending_approvals"),
+    _query("approvals.pending", m.Pending, InboxPage, "approval_inbox"),
 ]
 
 ROUTES: dict[str, Route] = {route.name: route for route in _ROUTES}
