@@ -10,21 +10,16 @@ one indexed query.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from signoff.domain.approval import APPROVED, CANCELLED, EXPIRED, PENDING, REJECTED
-from signoff.projections.base import Projection
+from signoff.projections.base import AggregateRowProjection
 from signoff.projections.records import EventRecord, epoch, plain
 from signoff.projections.sql import (
     Cursor,
     Row,
     RowBatch,
-    Update,
     ViewDatabase,
-    decode_json,
-    fetch_all,
-    placeholders,
 )
 
 APPROVALS = "view_approvals"
@@ -69,12 +64,17 @@ _DECISIONS = {
 }
 
 
-class ApprovalsProjection(Projection):
+class ApprovalsProjection(AggregateRowProjection):
     """Approvals, their votes and decisions; the inbox is its pending rows."""
 
     name = "approvals"
     version = 1
     tables = (APPROVALS, ACCESS)
+    aggregate = "Approval"
+    creating_event = "Requested"
+    table = APPROVALS
+    columns = COLUMNS
+    json_columns = JSON_COLUMNS
 
     def create_statements(self, db: ViewDatabase) -> list[str]:
         """Tables and the indexes the inbox orders and filters by."""
@@ -99,43 +99,21 @@ class ApprovalsProjection(Projection):
             f"CREATE INDEX IF NOT EXISTS {ACCESS}_principal ON {a} (principal, approval_id)",
         ]
 
-    def keys(self, record: EventRecord) -> list[str]:
-        """An approval event changes its approval's row."""
-        return [record.aggregate_id] if record.aggregate == "Approval" else []
+    def created(self, record: EventRecord) -> Row:
+        """An approval's row when it is requested."""
+        return _requested(record)
 
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord], report: bool
-    ) -> list[Update]:
-        """Folds approval events into rows, then rewrites the access rows of those that changed."""
-        mine = [r for r in records if r.aggregate == "Approval"]
-        if not mine:
-            return []
-        batch = RowBatch(db, APPROVALS, "id", COLUMNS, JSON_COLUMNS)
-        batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != "Requested"))
-        for record in mine:
-            if record.event == "Requested":
-                batch.put(_requested(record))
-                continue
-            row = batch.get(record.aggregate_id)
-            if row is None:
-                continue  # its Requested event came before this view's start: impossible
-            batch.put(_folded(dict(row), record))
-        batch.flush(cursor)
+    def folded(self, row: Row, record: EventRecord) -> Row:
+        """The row after a vote, a decision, a reassignment, an escalation or a reminder."""
+        return _folded(row, record)
+
+    def public(self, row: Row) -> Row:
+        """With the approvals still needed."""
+        return public_row(row)
+
+    def after_flush(self, cursor: Cursor, db: ViewDatabase, batch: RowBatch) -> None:
+        """Rewrites who may still vote on the approvals that changed."""
         _write_access(cursor, db, batch)
-        if not report:
-            return []
-        return [(key, None if row is None else public_row(row)) for key, row in batch.changed()]
-
-    def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
-        """Rows of ``keys`` as the feed shows them."""
-        if not keys:
-            return {}
-        rows = fetch_all(
-            cursor,
-            f"SELECT * FROM {db.table(APPROVALS)} WHERE id IN ({placeholders(db, len(keys))})",
-            keys,
-        )
-        return {row["id"]: public_row(decode_json(row, JSON_COLUMNS)) for row in rows}
 
 
 def _requested(record: EventRecord) -> Row:

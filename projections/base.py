@@ -6,7 +6,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from signoff.projections.records import EventRecord
-from signoff.projections.sql import Cursor, Row, Update, ViewDatabase
+from signoff.projections.sql import (
+    Cursor,
+    Row,
+    RowBatch,
+    Update,
+    ViewDatabase,
+    decode_json,
+    fetch_all,
+    placeholders,
+)
 
 
 class Projection(ABC):
@@ -41,3 +50,68 @@ class Projection(ABC):
     @abstractmethod
     def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
         """The current rows of ``keys`` (missing keys: no such row)."""
+
+
+class AggregateRowProjection(Projection):
+    """A view with one row per aggregate of one type: its first event creates the row,
+    later ones fold into it (the approvals view and the workflow board)."""
+
+    aggregate: str
+    """The aggregate type whose events this view reads (``Approval``, ``WorkflowRun``)."""
+    creating_event: str
+    """The event that creates an aggregate (and its row)."""
+    table: str
+    columns: Sequence[str]
+    json_columns: Sequence[str] = ()
+
+    @abstractmethod
+    def created(self, record: EventRecord) -> Row:
+        """The row an aggregate's first event creates."""
+
+    @abstractmethod
+    def folded(self, row: Row, record: EventRecord) -> Row:
+        """The row after a later event (``row`` is a copy the method may change)."""
+
+    def public(self, row: Row) -> Row:
+        """A row as callers see it (JSON columns decoded); override to add derived values."""
+        return dict(row)
+
+    def after_flush(self, cursor: Cursor, db: ViewDatabase, batch: RowBatch) -> None:
+        """Writes what else the changed rows imply (another table), in the same transaction."""
+
+    def keys(self, record: EventRecord) -> list[str]:
+        """An event of the aggregate changes its row."""
+        return [record.aggregate_id] if record.aggregate == self.aggregate else []
+
+    def apply(
+        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord], report: bool
+    ) -> list[Update]:
+        """Creates and folds the rows of the batch's aggregates, then writes them."""
+        mine = [r for r in records if r.aggregate == self.aggregate]
+        if not mine:
+            return []
+        batch = RowBatch(db, self.table, "id", self.columns, self.json_columns)
+        batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != self.creating_event))
+        for record in mine:
+            if record.event == self.creating_event:
+                batch.put(self.created(record))
+                continue
+            row = batch.get(record.aggregate_id)
+            if row is not None:  # None only if its first event came before the view began
+                batch.put(self.folded(dict(row), record))
+        batch.flush(cursor)
+        self.after_flush(cursor, db, batch)
+        if not report:
+            return []
+        return [(k, None if r is None else self.public(r)) for k, r in batch.changed()]
+
+    def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
+        """Rows of ``keys`` as callers see them."""
+        if not keys:
+            return {}
+        rows = fetch_all(
+            cursor,
+            f"SELECT * FROM {db.table(self.table)} WHERE id IN ({placeholders(db, len(keys))})",
+            keys,
+        )
+        return {row["id"]: self.public(decode_json(row, self.json_columns)) for row in rows}

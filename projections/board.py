@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from signoff.domain.workflow_run import (
     COMPLETE,
     ERRORED,
@@ -13,17 +11,12 @@ from signoff.domain.workflow_run import (
     TERMINATED,
     WAITING,
 )
-from signoff.projections.base import Projection
+from signoff.projections.base import AggregateRowProjection
 from signoff.projections.records import EventRecord, plain
 from signoff.projections.sql import (
-    Cursor,
     Row,
-    RowBatch,
-    Update,
     ViewDatabase,
     decode_json,
-    fetch_all,
-    placeholders,
 )
 
 RUNS = "view_runs"
@@ -44,12 +37,17 @@ COLUMNS = (
 JSON_COLUMNS = ("metadata", "progress", "error", "waiting_for")
 
 
-class BoardProjection(Projection):
+class BoardProjection(AggregateRowProjection):
     """Runs as a dashboard lists them (``get_workflows`` reads this table)."""
 
     name = "runs"
     version = 1
     tables = (RUNS,)
+    aggregate = "WorkflowRun"
+    creating_event = "Started"
+    table = RUNS
+    columns = COLUMNS
+    json_columns = JSON_COLUMNS
 
     def create_statements(self, db: ViewDatabase) -> list[str]:
         """The runs table and the indexes listings use."""
@@ -64,41 +62,13 @@ class BoardProjection(Projection):
             f"CREATE INDEX IF NOT EXISTS {RUNS}_created ON {t} (created_at, id)",
         ]
 
-    def keys(self, record: EventRecord) -> list[str]:
-        """A run event changes its run's row."""
-        return [record.aggregate_id] if record.aggregate == "WorkflowRun" else []
+    def created(self, record: EventRecord) -> Row:
+        """A run's row when it is started."""
+        return _started(record)
 
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord], report: bool
-    ) -> list[Update]:
-        """Folds run events into rows."""
-        mine = [r for r in records if r.aggregate == "WorkflowRun"]
-        if not mine:
-            return []
-        batch = RowBatch(db, RUNS, "id", COLUMNS, JSON_COLUMNS)
-        batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != "Started"))
-        for record in mine:
-            if record.event == "Started":
-                batch.put(_started(record))
-                continue
-            row = batch.get(record.aggregate_id)
-            if row is not None:
-                batch.put(_folded(dict(row), record))
-        batch.flush(cursor)
-        if not report:
-            return []
-        return [(key, dict(row)) for key, row in batch.changed() if row is not None]
-
-    def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
-        """Rows of ``keys`` as the feed shows them."""
-        if not keys:
-            return {}
-        rows = fetch_all(
-            cursor,
-            f"SELECT * FROM {db.table(RUNS)} WHERE id IN ({placeholders(db, len(keys))})",
-            keys,
-        )
-        return {row["id"]: public_row(row) for row in rows}
+    def folded(self, row: Row, record: EventRecord) -> Row:
+        """The row after a later event of the run."""
+        return _folded(row, record)
 
 
 def _started(record: EventRecord) -> Row:
