@@ -16,6 +16,8 @@ from signoff.projections.sql import Change
 
 OVERFLOW: list[Change] = []
 """Put on a subscriber's queue when changes were dropped for it."""
+CLOSED: list[Change] = []
+"""Put on every subscriber's queue when the feed closes (the engine stops)."""
 
 
 class Subscriber:
@@ -29,6 +31,11 @@ class Subscriber:
 
     def offer(self, changes: list[Change]) -> None:
         """Queues a batch (on the subscriber's loop)."""
+        if changes is CLOSED:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(CLOSED)
+            return
         if self.overflowed:
             return
         try:
@@ -40,7 +47,7 @@ class Subscriber:
             self.queue.put_nowait(OVERFLOW)
 
     async def get(self) -> list[Change]:
-        """The next batch, or ``OVERFLOW`` (then the subscriber must resume)."""
+        """The next batch, ``OVERFLOW`` (then the subscriber must resume) or ``CLOSED``."""
         batch = await self.queue.get()
         if batch is OVERFLOW:
             self.overflowed = False
@@ -71,6 +78,15 @@ class ChangeFeed:
         """Tells whether anyone subscribes to ``view``."""
         with self._lock:
             return any(s.view == view for s in self._subscribers)
+
+    def close(self) -> None:
+        """Ends every subscription (their iterators stop)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+            self._subscribers.clear()
+        for subscriber in subscribers:
+            if not subscriber.loop.is_closed():
+                subscriber.loop.call_soon_threadsafe(subscriber.offer, CLOSED)
 
     def publish(self, changes: Sequence[Change]) -> None:
         """Hands each subscriber the changes of its view."""

@@ -14,7 +14,7 @@ from signoff.commands import Decide, as_list, validate
 from signoff.cursors import decode_cursor, encode_cursor
 from signoff.domain.errors import InvalidInputError
 from signoff.projections import queries
-from signoff.projections.feed import OVERFLOW
+from signoff.projections.feed import CLOSED, OVERFLOW
 from signoff.projections.sql import Change, Cursor, ViewDatabase
 from signoff.read_models import ReadModels
 from signoff.read_views import AuditEntry, InboxItem, InboxPage, Metrics, ViewChange
@@ -174,6 +174,7 @@ class ReadCommands:
         With ``after`` (the ``position`` of the last change a client saw), first the rows
         changed since then, as they are now, so a client that reconnects misses nothing.
         A change may be delivered twice across a resume; applying it again is harmless.
+        The iteration ends when the engine closes.
         """
         models = self._read_models()
         if view not in models.runner.projections:
@@ -188,6 +189,8 @@ class ReadCommands:
                     yield _public(change)
             while True:
                 batch = await subscriber.get()
+                if batch is CLOSED:
+                    return
                 if batch is OVERFLOW:
                     for change in await self._resume(models, view, seen or 0):
                         seen = change.position

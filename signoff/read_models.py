@@ -59,8 +59,9 @@ class ReadModels:
             self._listen_thread.start()
 
     def stop(self) -> None:
-        """Stops the live thread and the listener."""
+        """Stops the live thread and the listener, and ends every ``watch``."""
         self.runner.stop()
+        self.feed.close()
         if self._listen_thread is not None:
             self._listen_thread.join()
             self._listen_thread = None

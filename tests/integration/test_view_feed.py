@@ -229,3 +229,14 @@ async def test_a_watcher_sees_changes_that_another_engine_applied(durable_store_
         await asyncio.wait_for(watcher, 10)
         statuses = _statuses(watcher.seen)  # type: ignore[attr-defined]
         assert {k for k, s in statuses.items() if s == "approved"} == set(requested[1:])
+
+
+async def test_watching_ends_when_the_engine_closes(store_url: str):
+    engine = Engine(store_url)
+    await engine.start()
+    seen: list[ViewChange] = []
+    watcher = asyncio.create_task(_collect_until(engine.watch("runs"), seen, lambda s: False))
+    await asyncio.sleep(0.05)
+    await engine.close()
+    await asyncio.wait_for(watcher, 5)  # the iterator stopped instead of waiting forever
+    assert seen == []
