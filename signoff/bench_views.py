@@ -1,7 +1,8 @@
 """Benchmarks of the views (part of ``make bench``): rebuild rate and live lag.
 
-- rebuild: with E events stored (approval cycles and expense runs), how many
-  events a second rebuilding each view reads and applies, and all three at once.
+- rebuild: with E events stored (approvals requested, voted on and decided, and
+  expense workflow runs to completion), how many events a second rebuilding each
+  view reads and applies, and all three at once (the better of two runs each).
 - live lag: approvals requested at a steady rate; the time from the request's
   commit (its call returned) to the inbox row reaching a ``watch`` subscriber,
   for a subscriber on the same engine (woken by the commit) and one on another
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import time
 from typing import Any
@@ -19,8 +21,12 @@ from signoff.engine import Engine
 
 
 async def _fill(engine: Engine, events: int) -> int:
-    """Stores at least ``events`` events: approvals requested, voted on and decided."""
-    batch = 500
+    """Stores at least ``events`` events, about half from standalone approvals (requested,
+    voted on, decided) and half from the seed's expense workflow run to completion."""
+    from signoff.bench import ExpenseWorkflow
+
+    engine.register(ExpenseWorkflow)
+    batch = 250
     while (engine.application.recorder.max_notification_id() or 0) < events:
         ids = await asyncio.gather(
             *(
@@ -33,30 +39,42 @@ async def _fill(engine: Engine, events: int) -> int:
         await asyncio.gather(*(engine.approve(a, by="alice") for a in ids))
         await asyncio.gather(*(engine.approve(a, by="bob") for a in ids[: batch // 2]))
         await asyncio.gather(*(engine.reject(a, by="dave") for a in ids[batch // 2 :]))
+        runs = await asyncio.gather(
+            *(engine.run_workflow("bench-expense", {"amount": i + 1}) for i in range(batch // 2))
+        )
+        await engine.settle()
+        await asyncio.gather(*(engine.approve_workflow(r, by="alice") for r in runs))
+        await engine.settle()
     return int(engine.application.recorder.max_notification_id() or 0)
 
 
 async def rebuild_rate(store: str, events: int) -> dict[str, float]:
     """Events per second rebuilding each view from scratch."""
-    engine = Engine(store)
+    async with Engine(store) as writer:
+        stored = await _fill(writer, events)
+    engine = Engine(store)  # not started: nothing else runs while the rebuilds are timed
     try:
-        stored = await _fill(engine, events)
         runner = engine.read_models.runner
         figures: dict[str, float] = {"events": float(stored)}
         loop = asyncio.get_running_loop()
-        for name in ("approvals", "runs", "audit"):
-            started = time.perf_counter()
-            await loop.run_in_executor(None, runner.rebuild, name)
-            figures[f"{name} ev/s"] = stored / (time.perf_counter() - started)
+        await loop.run_in_executor(None, runner.catch_up)  # warm: the views exist, as in use
 
         def all_views() -> None:
             for view in runner.projections:
                 runner.reset(view)
             runner.catch_up()
 
-        started = time.perf_counter()
-        await loop.run_in_executor(None, all_views)
-        figures["all ev/s"] = stored / (time.perf_counter() - started)
+        jobs: dict[str, Any] = {
+            **{name: functools.partial(runner.rebuild, name) for name in runner.projections},
+            "all": all_views,
+        }
+        for name, job in jobs.items():
+            best = 0.0
+            for _ in range(2):  # the better of two runs: the machine is shared
+                started = time.perf_counter()
+                await loop.run_in_executor(None, job)
+                best = max(best, stored / (time.perf_counter() - started))
+            figures[f"{name} ev/s"] = best
         return figures
     finally:
         await engine.close()
