@@ -16,7 +16,7 @@ from signoff.index import RunIndex, epoch
 from signoff.json_values import inspect_json
 from signoff.session import Session
 from signoff.timing import When, first_due, interval_seconds
-from signoff.views import ScheduleInfo
+from signoff.views import TIMER_KINDS, ScheduleInfo, TimerInfo
 
 T = TypeVar("T")
 Callback = Callable[[Any, Any], Awaitable[Any] | Any]
@@ -172,5 +172,31 @@ class ScheduleCommands:
                 limit=limit,
             )
             return [ScheduleInfo.of(app.load(Schedule, row.target_id)) for row in rows]
+
+        return await self._read(query)
+
+    async def upcoming_timers(
+        self, *, before: datetime | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[TimerInfo]:
+        """Everything due in time, earliest first: approval deadlines, reminders and
+        escalations, waits' timeouts, step retries and schedules (``kind`` approval, wait,
+        retry or schedule), due before ``before`` (default: whenever).
+
+        Read from the runtime's timer index, which is written in the events' own
+        transaction, so a UI sees exactly what the runtime will fire.
+        """
+        if kind is not None and kind not in TIMER_KINDS:
+            raise InvalidInputError(f"kind must be one of {', '.join(TIMER_KINDS)}")
+        if not 1 <= limit <= 1000:
+            raise InvalidInputError("limit must be between 1 and 1000")
+        end = epoch(before) if before else None
+
+        def query(app: SignoffApplication) -> list[TimerInfo]:
+            index: RunIndex = app.recorder  # type: ignore[assignment]
+            if kind is None:
+                rows = index.due_timers(end if end is not None else float("inf"), limit)
+            else:
+                rows = index.timers_of_kind(kind, key=None, start=None, end=end, limit=limit)
+            return [TimerInfo.of(row) for row in rows]
 
         return await self._read(query)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -262,4 +262,31 @@ class ScheduleInfo(View):
             failures=schedule.failures,
             last_error=schedule.last_error,
             created_at=schedule.created_on,
+        )
+
+
+TIMER_KINDS = ("approval", "wait", "retry", "schedule")
+"""What a timer belongs to: an approval (deadline, remind, escalate), a run's wait or step
+retry, or a schedule."""
+
+
+class TimerInfo(View):
+    """Something due at a time, as the runtime will fire it."""
+
+    target_id: str
+    """The approval, run or schedule."""
+    kind: str
+    key: str
+    """Which of the target's timers: ``deadline``, ``remind``, ``escalate``,
+    ``wait:<name>``, ``retry:<step>``, ``schedule:<type>``."""
+    due_at: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> TimerInfo:
+        """Reads the view off a row of the timer index."""
+        return cls(
+            target_id=row.target_id,
+            kind=row.kind,
+            key=row.key,
+            due_at=datetime.fromtimestamp(row.due_at, UTC),
         )

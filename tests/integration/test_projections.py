@@ -249,3 +249,36 @@ async def test_rebuilding_a_view_gives_the_same_rows(engine: Engine):
     for name in ("approvals", "runs", "audit"):
         models.runner.rebuild(name)
     assert dump() == before
+
+
+async def _noop(payload: Any, schedule: Any) -> None:
+    return None
+
+
+async def test_upcoming_timers_list_what_the_runtime_will_fire(engine: Engine):
+    clock: ManualClock = engine.clock  # type: ignore[assignment]
+    approval = await engine.request_approval(
+        title="Wire", requested_by="carol", timeout="2 days", remind_every="1 day"
+    )
+    run_id = await engine.run_workflow("expense", {"amount": 5})
+    await engine.settle()
+    engine.register_callback("noop", _noop)
+    schedule = await engine.schedule(timedelta(hours=1), "noop", {})
+
+    timers = await engine.upcoming_timers()
+    assert [(t.kind, t.key) for t in timers][:1] == [("schedule", "schedule:once")]
+    assert {(t.target_id, t.key) for t in timers} >= {
+        (approval, "deadline"),
+        (approval, "remind"),
+        (schedule, "schedule:once"),
+    }
+    assert [t.due_at for t in timers] == sorted(t.due_at for t in timers)
+    soon = await engine.upcoming_timers(before=clock.now() + timedelta(hours=2))
+    assert [t.target_id for t in soon] == [schedule]
+    only_approvals = await engine.upcoming_timers(kind="approval")
+    assert {t.kind for t in only_approvals} == {"approval"}
+    waiting = (await engine.get_workflow(run_id)).waiting_for
+    assert waiting is not None
+    assert (waiting.approval_id, "deadline") in {(t.target_id, t.key) for t in only_approvals}
+    with pytest.raises(InvalidInputError):
+        await engine.upcoming_timers(kind="sometime")
