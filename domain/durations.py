@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import timedelta
@@ -51,19 +52,7 @@ def parse_duration(value: object) -> timedelta:
     elif isinstance(value, int | float):
         result = _seconds(float(value), value)
     elif isinstance(value, str):
-        text = value.strip()
-        position, seconds = 0, 0.0
-        for match in _PART.finditer(text):
-            if match.start() != position:
-                break
-            unit = _UNITS.get(match.group(2).lower())
-            if unit is None:
-                raise ValueError(f"unknown unit {match.group(2)!r} in duration {value!r}")
-            seconds += float(match.group(1)) * unit
-            position = match.end()
-        if not text or position != len(text):
-            raise ValueError(f"not a duration: {value!r} (try '7 days' or '30 minutes')")
-        result = _seconds(seconds, value)
+        result = _parse_text(value)
     else:
         raise ValueError(f"not a duration: {value!r}")
     if result <= timedelta(0):
@@ -71,6 +60,24 @@ def parse_duration(value: object) -> timedelta:
     if result > MAX_DURATION:
         raise ValueError(f"a duration may not exceed {MAX_DURATION.days} days, got {value!r}")
     return result
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_text(value: str) -> timedelta:
+    """A written duration (cached: workflows name the same few on every activation)."""
+    text = value.strip()
+    position, seconds = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != position:
+            break
+        unit = _UNITS.get(match.group(2).lower())
+        if unit is None:
+            raise ValueError(f"unknown unit {match.group(2)!r} in duration {value!r}")
+        seconds += float(match.group(1)) * unit
+        position = match.end()
+    if not text or position != len(text):
+        raise ValueError(f"not a duration: {value!r} (try '7 days' or '30 minutes')")
+    return _seconds(seconds, value)
 
 
 def _seconds(seconds: float, original: object) -> timedelta:
