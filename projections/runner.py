@@ -112,8 +112,9 @@ class ProjectionRunner:
             for statement in projection.create_statements(self.db):
                 cursor.execute(statement)
             cursor.execute(
-                f"UPDATE {self._tracking} SET position = 0, version = {p} WHERE name = {p}",
-                (projection.version, name),
+                f"INSERT INTO {self._tracking} (name, position, version) VALUES ({p}, 0, {p}) "
+                "ON CONFLICT (name) DO UPDATE SET position = 0, version = excluded.version",
+                (name, projection.version),
             )
             self._published[name] = 0
 
@@ -132,6 +133,10 @@ class ProjectionRunner:
         with self.db.transaction(commit=False) as cursor:
             rows = fetch_all(cursor, f"SELECT name, position FROM {self._tracking}")
         found = {row["name"]: int(row["position"]) for row in rows}
+        missing = [name for name in self.projections if name not in found]
+        if missing:  # deleted by hand: start those views again rather than loop on them
+            for name in missing:
+                self.reset(name)
         return {name: found.get(name, 0) for name in self.projections}
 
     def _versions(self) -> dict[str, int]:

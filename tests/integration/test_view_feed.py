@@ -240,3 +240,15 @@ async def test_watching_ends_when_the_engine_closes(store_url: str):
     await engine.close()
     await asyncio.wait_for(watcher, 5)  # the iterator stopped instead of waiting forever
     assert seen == []
+
+
+async def test_a_tracking_row_deleted_by_hand_rebuilds_its_view(tmp_path: Path):
+    store = f"sqlite:///{tmp_path}/events.db"
+    async with Engine(store) as engine:
+        approval = await engine.request_approval(title="x", requested_by="carol")
+        assert len(await engine.pending_approvals()) == 1
+        models = engine.read_models
+        with models.db.transaction(commit=True) as cursor:
+            cursor.execute("DELETE FROM signoff_projections WHERE name = 'approvals'")
+        models.runner._known = None  # as a process that has not seen it yet
+        assert [i.id for i in await engine.pending_approvals()] == [approval]
