@@ -12,6 +12,7 @@ Replies that carry an error raise the matching typed error (``NotFoundError``,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -26,8 +27,8 @@ from signoff.domain.errors import (
     NotFoundError,
     SignoffError,
 )
-from signoff.read_views import InboxItem, InboxPage
-from signoff.views import ApprovalInfo, WorkflowInfo, WorkflowPage
+from signoff.read_views import AuditEntry, InboxItem, InboxPage, Metrics
+from signoff.views import ApprovalInfo, TimerInfo, WorkflowInfo, WorkflowPage
 
 _ERRORS: dict[str, type[SignoffError]] = {
     "not_found": NotFoundError,
@@ -330,6 +331,34 @@ class SignoffClient:
             "cursor": cursor,
         }
         return InboxPage.model_validate(await self.call("approvals.pending", body))
+
+    async def audit_trail(
+        self,
+        *,
+        workflow_id: str | None = None,
+        aggregate_id: str | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        """Decisions and lifecycle events in log order, after position ``after``."""
+        body = {
+            "workflow_id": workflow_id,
+            "aggregate_id": aggregate_id,
+            "after": after,
+            "limit": limit,
+        }
+        return [AuditEntry.model_validate(e) for e in await self.call("audit.trail", body)]
+
+    async def metrics(self) -> Metrics:
+        """Counts by status, decision latency percentiles, approvals past their deadline."""
+        return Metrics.model_validate(await self.call("metrics.get", {}))
+
+    async def upcoming_timers(
+        self, *, before: datetime | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[TimerInfo]:
+        """What the runtime will fire, earliest first."""
+        body = {"before": before.isoformat() if before else None, "kind": kind, "limit": limit}
+        return [TimerInfo.model_validate(t) for t in await self.call("timers.upcoming", body)]
 
     async def pending_approvals(
         self, approver: str | None = None, *, groups: Iterable[str] = (), limit: int = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(max_length=5000)]
@@ -104,6 +104,29 @@ class ListWorkflows(Message):
     metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
     limit: Annotated[int, Field(ge=1, le=500)] = 50
     cursor: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class AuditTrail(Message):
+    """``audit.trail``: decisions and lifecycle events in log order, after position
+    ``after`` (pass the last entry's ``position`` for the next page)."""
+
+    workflow_id: Id | None = None
+    aggregate_id: Id | None = None
+    after: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+
+
+class Nothing(Message):
+    """``metrics.get``: no fields."""
+
+
+class UpcomingTimers(Message):
+    """``timers.upcoming``: what the runtime will fire, earliest first (``before``: an
+    ISO 8601 time with its offset)."""
+
+    before: AwareDatetime | None = None
+    kind: Literal["approval", "wait", "retry", "schedule"] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 class EscalationLevel(Message):

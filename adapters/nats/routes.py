@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from signoff.adapters.nats import messages as m
 from signoff.engine import Engine
-from signoff.read_views import InboxPage
-from signoff.views import ApprovalInfo, WorkflowInfo, WorkflowPage
+from signoff.read_views import AuditEntry, InboxPage, Metrics
+from signoff.views import ApprovalInfo, TimerInfo, WorkflowInfo, WorkflowPage
 
 Handler = Callable[[Engine, Any, str | None], Awaitable[Any]]
 """Called with the engine, the validated body and the idempotency key."""
@@ -142,6 +142,9 @@ _ROUTES = [
     ),
     _query("approval.get", m.GetOne, ApprovalInfo, "get_approval"),
     _query("approvals.pending", m.Pending, InboxPage, "approval_inbox"),
+    _query("audit.trail", m.AuditTrail, list[AuditEntry], "audit_trail"),
+    _query("metrics.get", m.Nothing, Metrics, "metrics"),
+    _query("timers.upcoming", m.UpcomingTimers, list[TimerInfo], "upcoming_timers"),
 ]
 
 ROUTES: dict[str, Route] = {route.name: route for route in _ROUTES}

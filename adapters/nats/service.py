@@ -12,11 +12,13 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from signoff.adapters.nats.processing import Processor
+from signoff.adapters.nats.routes import ROUTES
 from signoff.adapters.nats.settings import NatsSettings
 
 log = logging.getLogger("signoff.nats")
 
-NOUNS = ("workflow", "approval", "approvals")
+NOUNS = tuple(sorted({name.split(".")[0] for name in ROUTES}))
+"""Every subject's first token after the prefix (``workflow``, ``approval``, ...)."""
 
 
 class CommandService:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -205,3 +206,38 @@ async def test_the_client_covers_every_approval_command(tmp_path):
         keyed = await s.client.start_workflow("nats-expense", idempotency_key="start-1")
         again = await s.client.start_workflow("nats-expense", idempotency_key="start-1")
         assert keyed == again != run_id
+
+
+async def test_the_views_are_served_over_nats(tmp_path):
+    async with served(f"sqlite:///{tmp_path}/e.db", shared_nats(), unique_settings()) as s:
+        decided = await s.client.request_approval(title="Pay", requested_by="carol")
+        await s.client.approve(decided, by="alice", reason="ok")
+        pending = await s.client.request_approval(
+            title="Wire", requested_by="carol", timeout="1 day", approvers=["bob"]
+        )
+
+        # The inbox, page by page, and only what bob may decide
+        page = await s.client.approval_inbox("bob", order="deadline", limit=1)
+        assert [i.id for i in page.items] == [pending]
+        assert page.next_cursor is None
+
+        # The audit trail in log order, with the seed's columns
+        trail = await s.client.audit_trail(aggregate_id=decided)
+        assert [(e.decision, e.decided_by) for e in trail] == [
+            ("requested", "carol"),
+            ("approve", "alice"),
+            ("approved", "alice"),
+        ]
+        assert await s.client.audit_trail(aggregate_id=decided, after=trail[-1].position) == []
+
+        # Metrics and the timers the runtime will fire
+        metrics = await s.client.metrics()
+        assert metrics.approvals == {"approved": 1, "pending": 1}
+        timers = await s.client.upcoming_timers(kind="approval")
+        assert [(t.target_id, t.key) for t in timers] == [(pending, "deadline")]
+        soon = await s.client.upcoming_timers(before=timers[0].due_at - timedelta(seconds=1))
+        assert soon == []
+
+        # A bad kind is a typed error, as every other bad body
+        reply = await ask(s, "timers.upcoming", b'{"kind": "sometime"}')
+        assert reply["error"]["code"] == "invalid_request"
