@@ -7,7 +7,6 @@ caller reads its own writes), never by replaying aggregates.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from signoff.commands import Decide, as_list, validate
@@ -17,8 +16,15 @@ from signoff.projections import queries
 from signoff.projections.feed import CLOSED, OVERFLOW
 from signoff.projections.sql import Change, Cursor, ViewDatabase
 from signoff.read_models import ReadModels
-from signoff.read_views import AuditEntry, InboxItem, InboxPage, Metrics, ViewChange
-from signoff.views import WorkflowPage, WorkflowSummary
+from signoff.read_views import (
+    AuditEntry,
+    InboxItem,
+    InboxPage,
+    Metrics,
+    ViewChange,
+    workflow_summary,
+)
+from signoff.views import WorkflowPage
 
 T = TypeVar("T")
 
@@ -134,7 +140,7 @@ class ReadCommands:
             )
             more = len(rows) > limit
             rows = rows[:limit]
-            items = [_summary(r) for r in rows]
+            items = [workflow_summary(r) for r in rows]
             next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
             return WorkflowPage(items=items, total=total, next_cursor=next_cursor)
 
@@ -186,7 +192,7 @@ class ReadCommands:
             if after is not None:
                 for change in await self._resume(models, view, after):
                     seen = change.position
-                    yield _public(change)
+                    yield ViewChange.of(change)
             while True:
                 batch = await subscriber.get()
                 if batch is CLOSED:
@@ -194,11 +200,11 @@ class ReadCommands:
                 if batch is OVERFLOW:
                     for change in await self._resume(models, view, seen or 0):
                         seen = change.position
-                        yield _public(change)
+                        yield ViewChange.of(change)
                     continue
                 for change in batch:
                     if seen is None or change.position > seen:
-                        yield _public(change)
+                        yield ViewChange.of(change)
                 seen = batch[-1].position
         finally:
             models.feed.unsubscribe(subscriber)
@@ -213,26 +219,3 @@ def _changed_since(models: ReadModels, view: str, after: int) -> list[Change]:
     runner = models.runner
     runner.catch_up()
     return runner.changes_between(view, after, runner.positions()[view])
-
-
-def _public(change: Change) -> ViewChange:
-    return ViewChange(view=change.view, key=change.key, position=change.position, row=change.row)
-
-
-def _summary(row: dict[str, Any]) -> WorkflowSummary:
-    return WorkflowSummary(
-        id=row["id"],
-        name=row["name"],
-        status=row["status"],
-        metadata=row["metadata"],
-        progress=row["progress"],
-        error=row["error"],
-        waiting_for=row["waiting_for"],
-        created_at=_time(row["created_at"]),
-        updated_at=_time(row["updated_at"]),
-        completed_at=_time(row["completed_at"]) if row["completed_at"] is not None else None,
-    )
-
-
-def _time(epoch_seconds: float) -> datetime:
-    return datetime.fromtimestamp(epoch_seconds, UTC)

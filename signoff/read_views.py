@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from signoff.projections.sql import Row
-from signoff.views import View
+from signoff.projections.sql import Change, Row
+from signoff.views import View, WorkflowSummary
 
 
 def _time(seconds: float | None) -> datetime | None:
@@ -129,3 +129,24 @@ class ViewChange(View):
     key: str
     position: int
     row: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, change: Change) -> ViewChange:
+        """The public form of a runner's change."""
+        return cls(view=change.view, key=change.key, position=change.position, row=change.row)
+
+
+def workflow_summary(row: Row) -> WorkflowSummary:
+    """A board row as ``get_workflows`` lists it."""
+    return WorkflowSummary(
+        id=row["id"],
+        name=row["name"],
+        status=row["status"],
+        metadata=row["metadata"],
+        progress=row["progress"],
+        error=row["error"],
+        waiting_for=row["waiting_for"],
+        created_at=_time(row["created_at"]),
+        updated_at=_time(row["updated_at"]),
+        completed_at=_time(row["completed_at"]),
+    )
