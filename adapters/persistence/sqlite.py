@@ -66,6 +66,20 @@ class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
         super()._create_table(c)
         self.backfill_chain(c)
 
+    def _insert_all(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Inserts the events with one ``executemany`` (eventsourcing runs one statement per
+        event to read each ``lastrowid``). The write transaction holds SQLite's only write
+        lock, so the new rowids are consecutive and end at ``last_insert_rowid()``."""
+        if not stored_events:
+            return []
+        c.executemany(
+            self.insert_events_statement,
+            [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
+        )
+        c.execute("SELECT last_insert_rowid()")
+        last = int(c.fetchone()[0])
+        return list(range(last - len(stored_events) + 1, last + 1))
+
     def _insert_events(
         self,
         c: SQLiteCursor,
@@ -74,7 +88,7 @@ class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
         index: IndexUpdate | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        notification_ids = self._insert_all(c, stored_events)
         if notification_ids:
             self.write_chain(c, notification_ids, stored_events)
         if index:
