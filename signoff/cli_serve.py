@@ -18,6 +18,7 @@ from rich.console import Console
 from signoff.adapters.nats import NatsAdapter, NatsSettings
 from signoff.adapters.nats.identity import Authenticator
 from signoff.adapters.nats.server import NatsServer
+from signoff.domain.errors import InvalidInputError
 from signoff.engine import DEFAULT_STORE, Engine
 from signoff.workflow import Workflow
 
@@ -90,10 +91,18 @@ def serve(
     jwks: Annotated[Path | None, typer.Option(help="JSON Web Key Set file for JWTs")] = None,
     audience: Annotated[str | None, typer.Option(help="required JWT audience")] = None,
     issuer: Annotated[str | None, typer.Option(help="required JWT issuer")] = None,
+    views: Annotated[
+        str,
+        typer.Option(help="keep the views live on a 'thread' or in a worker 'process'"),
+    ] = "thread",
 ) -> None:
     """Runs the engine and serves it over NATS until SIGTERM."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    engine = Engine(store)
+    try:
+        engine = Engine(store, views=views)
+    except InvalidInputError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
     names = load_workflows(engine, workflows)
     if names:
         console.print(f"workflows: {', '.join(sorted(names))}")

@@ -70,6 +70,23 @@ def rebuild(name: str, store: StoreOption = DEFAULT_STORE) -> None:
 
 
 @projections_app.command()
+def worker(
+    store: StoreOption = DEFAULT_STORE,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", help="seconds between looks at the log")
+    ] = 0.1,
+    until_stdin_closes: Annotated[
+        bool, typer.Option("--until-stdin-closes", help="stop when stdin closes (engines)")
+    ] = False,
+) -> None:
+    """Keeps the views current in this process, beside engines that do not build them
+    (``Engine(views="process")`` starts one itself). Stops on Ctrl-C or SIGTERM."""
+    from signoff.view_worker import run_worker
+
+    run_worker(store, poll_interval=poll_interval, until_stdin_closes=until_stdin_closes)
+
+
+@projections_app.command()
 def status(store: StoreOption = DEFAULT_STORE) -> None:
     """Shows how far each view has applied the event log."""
 

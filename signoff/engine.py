@@ -32,6 +32,7 @@ from signoff.read_models import ReadModels
 from signoff.runtime import Runtime
 from signoff.schedule_api import Callback, ScheduleCommands
 from signoff.session import Session
+from signoff.view_worker import ViewWorker
 from signoff.views import ApprovalInfo, HistoryEntry
 from signoff.workflow import Workflow
 from signoff.workflow_api import WorkflowCommands
@@ -57,6 +58,10 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         cache_size: most aggregates the writer keeps in memory.
         lease: how long a claim to fire a schedule holds before another process may
             take over (a callback that runs longer may be started again).
+        views: where the views (inbox, board, audit trail) are kept current between
+            queries: ``"thread"`` (a thread of this process) or ``"process"`` (a worker
+            process this engine starts and stops, so that projecting does not compete
+            with workflows for the interpreter; SQLite files and PostgreSQL only).
     """
 
     def __init__(
@@ -70,8 +75,14 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         max_batch: int = 512,
         cache_size: int = 10_000,
         lease: str | float | timedelta = "60 seconds",
+        views: str = "thread",
     ) -> None:
         self.store: StoreConfig = parse_store_url(store)
+        if views not in ("thread", "process"):
+            raise InvalidInputError(f"views must be 'thread' or 'process', not {views!r}")
+        if views == "process" and self.store.kind == "memory":
+            raise InvalidInputError("views='process' needs a SQLite file or PostgreSQL store")
+        self.views_mode = views
         self.clock: Clock = clock or SystemClock()
         self._ids = ids
         self._read_threads = read_threads
@@ -89,6 +100,7 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         """This engine's name in schedule claims (unique per process and engine)."""
         self._app: SignoffApplication | None = None
         self._views: ReadModels | None = None
+        self._view_worker: ViewWorker | None = None
         self._writer: GroupCommitWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._runtime: Runtime | None = None
@@ -148,13 +160,17 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
                 read=lambda query: self._read(lambda app: query()),
             )
             await self._runtime.start()
-            self._read_models().start(self._poll_interval)
+            if self._view_worker is not None:
+                self._view_worker.start()
+            else:
+                self._read_models().start(self._poll_interval)
 
     async def close(self) -> None:
         """Stops the runtime, commits queued commands and closes the store."""
         runtime, writer, readers, app = self._runtime, self._writer, self._readers, self._app
         self._runtime, self._writer, self._readers, self._app = None, None, None, None
         views, self._views = self._views, None
+        view_worker, self._view_worker = self._view_worker, None
         if runtime is not None:
             await runtime.stop()
         loop = asyncio.get_running_loop()
@@ -162,6 +178,8 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
             await loop.run_in_executor(None, views.stop)
         if writer is not None:
             await loop.run_in_executor(None, writer.stop)
+        if view_worker is not None:
+            await loop.run_in_executor(None, view_worker.stop)
         if readers is not None:
             await loop.run_in_executor(None, readers.shutdown)
         if app is not None:
@@ -187,13 +205,20 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
                 self._app = app
             if self._views is None:
                 self._views = ReadModels(self._app.recorder)
+                if self.views_mode == "process":
+                    self._view_worker = ViewWorker(
+                        self.store.url,
+                        poll_interval=self._poll_interval,
+                        on_applied=self._views.runner.publish_pending,
+                    )
             if self._writer is None:
+                worker = self._view_worker
                 self._writer = GroupCommitWriter(
                     self._app,
                     index_for=index_for,
                     max_batch=self._max_batch,
                     cache_size=self._cache_size,
-                    on_commit=self._views.runner.nudge,
+                    on_commit=worker.nudge if worker is not None else self._views.runner.nudge,
                 )
 
     @property

@@ -4,6 +4,7 @@ SIGTERM that drains in-flight commands before exit."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sqlite3
@@ -34,7 +35,22 @@ def wait_for_line(process: subprocess.Popen[bytes], text: str, timeout: float = 
     raise AssertionError(f"no {text!r} in output: {''.join(seen)}")
 
 
-async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path):
+def _processes_naming(text: str) -> list[int]:
+    """Pids of live processes whose command line contains ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    if text.encode() in cmdline.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("views", ["thread", "process"])
+async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path, views):
     port = free_port()
     db = tmp_path / "e.db"
     process = subprocess.Popen(
@@ -51,6 +67,8 @@ async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path):
             str(tmp_path / "nats"),
             "--nats-port",
             str(port),
+            "--views",
+            views,
         ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -58,6 +76,8 @@ async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path):
     try:
         # It starts a bundled broker, loads the workflows and says it runs unauthenticated
         banner = wait_for_line(process, "signoff serving")
+        if views == "process":  # the views are built by a worker process of its own
+            assert len(_processes_naming(f"sqlite:///{db}")) == 2
         assert "nats-expense" in banner
         assert "unauthenticated" in banner
 
@@ -82,6 +102,7 @@ async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path):
             process.wait()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM signoff_approvals").fetchone()[0] == 300
+    assert _processes_naming(f"sqlite:///{db}") == [], "a worker outlived signoff serve"
 
     # The bundled broker stopped with it
     with pytest.raises(ConnectionRefusedError):
