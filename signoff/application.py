@@ -9,8 +9,6 @@ loop.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -42,6 +40,7 @@ from signoff.domain.errors import (
 from signoff.domain.policy import ApprovalPolicy
 from signoff.domain.schedule import Schedule
 from signoff.domain.workflow_run import WorkflowRun
+from signoff.ids import new_command_id, new_id
 from signoff.index import RunIndex
 from signoff.indexing import index_for
 from signoff.json_values import inspect_json
@@ -67,11 +66,6 @@ def fold(aggregate: Any, events: Iterable[Any]) -> Any:
     for domain_event in events:
         aggregate = domain_event.mutate(aggregate)
     return aggregate
-
-
-def new_id() -> str:
-    """A fresh random id."""
-    return str(uuid.uuid4())
 
 
 class SignoffApplication(Application[str]):
@@ -132,7 +126,7 @@ class SignoffApplication(Application[str]):
         self, actor: str, *, reason: str | None = None, command_id: str | None = None
     ) -> Cause:
         """The cause of a change made now."""
-        return Cause(actor, command_id or os.urandom(12).hex(), self.clock.now(), reason)
+        return Cause(actor, command_id or new_command_id(), self.clock.now(), reason)
 
     def load(self, cls: type[AggregateT], aggregate_id: str) -> AggregateT:
         """Loads an aggregate of type ``cls`` or raises its typed not-found error."""

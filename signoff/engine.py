@@ -20,11 +20,12 @@ from typing import Any, TypeVar
 
 from signoff import approval_units, run_units
 from signoff.adapters.persistence import StoreConfig, parse_store_url, prepare_store
-from signoff.application import SignoffApplication, new_id
+from signoff.application import SignoffApplication
 from signoff.clock import Clock, SystemClock
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval, as_list, validate
 from signoff.domain.durations import parse_duration
 from signoff.domain.errors import InvalidInputError
+from signoff.ids import new_id
 from signoff.index import RunIndex
 from signoff.indexing import index_for
 from signoff.read_api import ReadCommands
