@@ -10,7 +10,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
@@ -86,6 +86,11 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
         self.sql_create_statements.extend(SQL(s).format() for s in dialect.create_statements())
         chain = _chain_tables(datastore.schema, events_table_name)
         SqlChain.__init__(self, chain, lambda: datastore.transaction(commit=False))
+        self._insert_columns = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema=Identifier(datastore.schema), table=Identifier(events_table_name))
         self.sql_create_statements.extend(SQL(s).format() for s in chain.create_statements())
 
     def create_table(self) -> None:
@@ -118,6 +123,25 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
                 return False
             curs.execute(f'SELECT 1 AS one FROM "{schema}".signoff_chain_head')  # noqa: S608
             return curs.fetchone() is not None
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """eventsourcing's insert (lock the table, notify, ``INSERT ... SELECT FROM unnest
+        ... RETURNING notification_id``) over four column arrays rather than one array of
+        a composite type, which psycopg dumps as text with two regex passes per event."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_columns,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+        )
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -15,6 +15,7 @@ from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 
+from signoff.adapters.persistence.bulk import BulkInsert
 from signoff.chain import (
     GENESIS,
     AuditChainError,
@@ -68,9 +69,11 @@ class SqlChain:
         self._chain_read = read
         t, p = tables, tables.param
         self._head_sql = f"SELECT position, hash, key_id, backfilled_to FROM {t.head} WHERE id = 1"
-        self._insert_rows = (
-            f"INSERT INTO {t.chain} (position, prev_position, digest, hash) "
-            f"VALUES ({p}, {p}, {p}, {p})"
+        self._insert_rows = BulkInsert(
+            t.chain,
+            ("position", "prev_position", "digest", "hash"),
+            ("bigint", "bigint", "bytea", "bytea"),
+            param=p,
         )
         self._move_head = f"UPDATE {t.head} SET position = {p}, hash = {p} WHERE id = 1"
         self._rows_sql = (
@@ -99,7 +102,7 @@ class SqlChain:
             for i, e in zip(ids, stored_events, strict=True)
         )
         rows = self.chainer.extend((head["position"], bytes(head["hash"])), events)
-        cursor.executemany(self._insert_rows, [_params(r) for r in rows])
+        self._insert_rows(cursor, [_params(r) for r in rows])
         cursor.execute(self._move_head, (rows[-1].position, rows[-1].hash))
 
     def backfill_chain(self, cursor: Cursor) -> None:
@@ -122,7 +125,7 @@ class SqlChain:
             if not events:
                 break
             rows = self.chainer.extend(head, events)
-            cursor.executemany(self._insert_rows, [_params(r) for r in rows])
+            self._insert_rows(cursor, [_params(r) for r in rows])
             head = (rows[-1].position, rows[-1].hash)
         p = self.chain_tables.param
         cursor.execute(

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from signoff.adapters.persistence.bulk import BulkDelete, BulkInsert
 from signoff.index import IndexUpdate, TimerRow
 
 Cursor = Any
@@ -67,24 +68,41 @@ class SqlIndex:
         self._read = read
         self._write_transaction = write
         p = dialect.param
-        self._upsert_run = (
-            f"INSERT INTO {dialect.runs} "
-            "(id, name, status, created_at, updated_at, completed_at, metadata) "
-            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO UPDATE SET "
+        json = dialect.json_type.lower()
+        self._upsert_run = BulkInsert(
+            dialect.runs,
+            ("id", "name", "status", "created_at", "updated_at", "completed_at", "metadata"),
+            ("text", "text", "text", "float8", "float8", "float8", json),
+            param=p,
+            suffix="ON CONFLICT (id) DO UPDATE SET "
             "status = excluded.status, updated_at = excluded.updated_at, "
-            "completed_at = excluded.completed_at"
+            "completed_at = excluded.completed_at",
         )
-        self._upsert_approval = (
-            f"INSERT INTO {dialect.approvals} (id, status, requested_by, requested_at, "
-            f"deadline, workflow_id, approvers, groups, voters) "
-            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO UPDATE SET "
+        self._upsert_approval = BulkInsert(
+            dialect.approvals,
+            (
+                "id",
+                "status",
+                "requested_by",
+                "requested_at",
+                "deadline",
+                "workflow_id",
+                "approvers",
+                "groups",
+                "voters",
+            ),
+            ("text", "text", "text", "float8", "float8", "text", json, json, json),
+            param=p,
+            suffix="ON CONFLICT (id) DO UPDATE SET "
             "status = excluded.status, approvers = excluded.approvers, "
-            "groups = excluded.groups, voters = excluded.voters"
+            "groups = excluded.groups, voters = excluded.voters",
         )
-        self._clear_timers = f"DELETE FROM {dialect.timers} WHERE target_id = {p}"
-        self._insert_timer = (
-            f"INSERT INTO {dialect.timers} (target_id, key, kind, due_at) "
-            f"VALUES ({p}, {p}, {p}, {p})"
+        self._clear_timers = BulkDelete(dialect.timers, "target_id", param=p)
+        self._insert_timer = BulkInsert(
+            dialect.timers,
+            ("target_id", "key", "kind", "due_at"),
+            ("text", "text", "text", "float8"),
+            param=p,
         )
 
     # Writing (inside the events' transaction) --------------------------------
@@ -93,8 +111,8 @@ class SqlIndex:
         """Applies ``update`` with the transaction's cursor, in key order (no deadlocks)."""
         runs = sorted(update.runs, key=lambda r: r.id)
         if runs:
-            cursor.executemany(
-                self._upsert_run,
+            self._upsert_run(
+                cursor,
                 [
                     (
                         r.id,
@@ -110,8 +128,8 @@ class SqlIndex:
             )
         approvals = sorted(update.approvals, key=lambda a: a.id)
         if approvals:
-            cursor.executemany(
-                self._upsert_approval,
+            self._upsert_approval(
+                cursor,
                 [
                     (
                         a.id,
@@ -128,15 +146,13 @@ class SqlIndex:
                 ],
             )
         targets = sorted(update.timers)
-        if targets:
-            cursor.executemany(self._clear_timers, [(target,) for target in targets])
+        self._clear_timers(cursor, targets)
         timers = [
             (t.target_id, t.key, t.kind, t.due_at)
             for target in targets
             for t in update.timers[target]
         ]
-        if timers:
-            cursor.executemany(self._insert_timer, timers)
+        self._insert_timer(cursor, timers)
 
     def write_index(self, update: IndexUpdate) -> None:
         """Writes index rows in a transaction of their own (rebuilding the index)."""
