@@ -34,6 +34,7 @@ from eventsourcing.persistence import IntegrityError
 from signoff.application import MAX_ATTEMPTS, SignoffApplication
 from signoff.domain.base import SignoffAggregate
 from signoff.domain.errors import ConcurrencyError, SignoffError
+from signoff.index import IndexUpdate, TimerRow
 from signoff.session import Session
 
 T = TypeVar("T")
@@ -43,11 +44,17 @@ IndexFor = Callable[[list[SignoffAggregate]], dict[str, Any]]
 
 
 class AggregateCache:
-    """A bounded LRU of saved aggregates, used only by the writer thread."""
+    """A bounded LRU of saved aggregates, used only by the writer thread.
+
+    It also remembers the timer set last committed for each cached aggregate,
+    so that a save whose aggregate kept its timers (most do: a step, a report)
+    leaves the timer index alone instead of deleting and rewriting it.
+    """
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._items: OrderedDict[str, SignoffAggregate] = OrderedDict()
+        self._timers: dict[str, list[TimerRow]] = {}
 
     def get(self, aggregate_id: str) -> SignoffAggregate | None:
         """A cached aggregate, or None."""
@@ -63,12 +70,30 @@ class AggregateCache:
         self._items[aggregate.id] = aggregate
         self._items.move_to_end(aggregate.id)
         while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
+            forgotten, _ = self._items.popitem(last=False)
+            self._timers.pop(forgotten, None)
 
     def evict(self, aggregate_ids: Iterable[str]) -> None:
         """Forgets aggregates whose cached state can no longer be trusted."""
         for aggregate_id in aggregate_ids:
             self._items.pop(aggregate_id, None)
+            self._timers.pop(aggregate_id, None)
+
+    def drop_unchanged_timers(self, update: IndexUpdate, changed: list[SignoffAggregate]) -> None:
+        """Removes from ``update`` the timer sets that equal the committed ones: those
+        remembered for cached aggregates, and none for aggregates new in this batch."""
+        for aggregate in changed:
+            if aggregate.version == len(aggregate.pending_events):
+                known: list[TimerRow] | None = []  # created in this batch: no timers yet
+            else:
+                known = self._timers.get(aggregate.id)
+            if known is not None and update.timers.get(aggregate.id) == known:
+                del update.timers[aggregate.id]
+
+    def remember_timers(self, update: IndexUpdate) -> None:
+        """Notes the timer sets a committed update wrote (their aggregates are cached next)."""
+        if self.maxsize > 0:
+            self._timers.update(update.timers)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -236,7 +261,13 @@ class GroupCommitWriter:
     def _save(self, session: Session) -> None:
         changed = session.changed()
         if changed:
-            self.app.save(*changed, **self.index_for(changed))
+            index = self.index_for(changed)
+            update: IndexUpdate | None = index.get("index")
+            if update is not None:
+                self.cache.drop_unchanged_timers(update, changed)
+            self.app.save(*changed, **index)
+            if update is not None:
+                self.cache.remember_timers(update)
             if self.on_commit is not None:
                 self.on_commit()
 

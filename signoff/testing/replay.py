@@ -46,3 +46,27 @@ def assert_replays(app: Application[str], live: SignoffAggregate) -> None:
             f"{k}: live={expected.get(k)!r} replayed={actual.get(k)!r}" for k in keys
         )
         raise ReplayMismatchError(f"replay of {live.id!r} differs: {detail}")
+
+
+def assert_timers_indexed(app: Application[str], aggregates: list[SignoffAggregate]) -> None:
+    """Checks that the timer index holds exactly the timers the stored events give each of
+    ``aggregates`` (the writer leaves unchanged timer sets alone, so a wrong belief about
+    what is committed would show here).
+
+    Raises:
+        ReplayMismatchError: naming the aggregate whose timers differ.
+    """
+    from signoff.indexing import index_for
+
+    index: Any = app.recorder
+    indexed: dict[str, set[Any]] = {}
+    for timer in index.due_timers(float("inf"), 1_000_000):
+        indexed.setdefault(timer.target_id, set()).add(timer)
+    for live in aggregates:
+        update = index_for([rebuild(app, live.id)]).get("index")
+        expected = set(update.timers.get(live.id, [])) if update is not None else set()
+        if indexed.get(live.id, set()) != expected:
+            raise ReplayMismatchError(
+                f"timers of {live.id!r}: indexed {sorted(indexed.get(live.id, set()))!r}, "
+                f"replayed {sorted(expected)!r}"
+            )

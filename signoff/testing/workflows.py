@@ -18,7 +18,7 @@ from typing import Any
 from signoff.clock import ManualClock
 from signoff.domain.base import SignoffAggregate
 from signoff.engine import Engine
-from signoff.testing.replay import assert_replays
+from signoff.testing.replay import assert_replays, assert_timers_indexed
 from signoff.workflow import Workflow
 
 
@@ -90,16 +90,19 @@ class WorkflowEnvironment:
 
     async def assert_replays(self) -> None:
         """Checks every aggregate the engine's writer holds in memory (the live state,
-        evolved by commands, never reloaded) against its replay from the store."""
+        evolved by commands, never reloaded) against its replay from the store, and the
+        timer index against the timers their replays give."""
         writer = self.engine._writer
         if writer is None:
             return
         app = self.engine.application
 
         def check() -> None:
-            for aggregate in writer.cache.items():
+            aggregates = writer.cache.items()
+            for aggregate in aggregates:
                 assert isinstance(aggregate, SignoffAggregate)
                 assert_replays(app, aggregate)
+            assert_timers_indexed(app, aggregates)
 
         await writer.between_batches(check)
 
