@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -161,7 +162,8 @@ def run_worker(store_url: str, *, poll_interval: float, until_stdin_closes: bool
         stopping.set()
         wake.set()
 
-    if until_stdin_closes:
+    if until_stdin_closes:  # the engine decides when it ends (a terminal's Ctrl-C goes to both)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         threading.Thread(target=_read_nudges, args=(wake, stop), daemon=True).start()
     if models.listener is not None:
         threading.Thread(

@@ -35,13 +35,15 @@ class CommandService:
         """Requests answered so far (several engines in a queue group share them)."""
 
     async def start(self) -> None:
-        """Subscribes to every command subject in the queue group."""
+        """Subscribes to every command subject in the queue group, and returns once the
+        server has the subscriptions (a request sent after ``start`` finds a responder)."""
         for noun in NOUNS:
             subject = self.settings.subject(noun, "*")
             sub = await self.nc.subscribe(
                 subject, queue=self.settings.queue_group, cb=self._received
             )
             self._subscriptions.append(sub)
+        await self.nc.flush()
 
     async def _received(self, msg: Msg) -> None:
         await self._slots.acquire()  # at the limit, requests wait in the subscription

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from typing import Any
 
 import nats
 import orjson
@@ -81,20 +82,26 @@ async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path, views):
         assert "nats-expense" in banner
         assert "unauthenticated" in banner
 
-        # Many requests are in flight when SIGTERM arrives
+        # Many requests are in flight when SIGTERM arrives: all published, and the flush's
+        # PONG says the broker has routed them to signoff, before the signal is sent
         nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        inbox = nc.new_inbox()
+        answers: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def collect(msg: Any) -> None:
+            await answers.put(msg.data)
+
+        await nc.subscribe(inbox, cb=collect)
         body = orjson.dumps({"title": "t", "requested_by": "carol"})
-        replies = [
-            asyncio.ensure_future(nc.request("signoff.approval.request", body, timeout=20))
-            for _ in range(300)
-        ]
+        for _ in range(300):
+            await nc.publish("signoff.approval.request", body, reply=inbox)
         await nc.flush()
         process.send_signal(signal.SIGTERM)
-        answers = await asyncio.gather(*replies)
+        replies = [await asyncio.wait_for(answers.get(), 20) for _ in range(300)]
         await nc.close()
 
         # Every one was answered and stored, and the process exits cleanly
-        assert all(orjson.loads(a.data)["ok"] for a in answers)
+        assert all(orjson.loads(reply)["ok"] for reply in replies)
         assert process.wait(30) == 0
     finally:
         if process.poll() is None:
