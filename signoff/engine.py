@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from signoff import approval_units, run_units
+from signoff import approval_units, gc_tuning, run_units
 from signoff.adapters.persistence import StoreConfig, parse_store_url, prepare_store
 from signoff.application import SignoffApplication
 from signoff.clock import Clock, SystemClock
@@ -63,6 +63,9 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
             queries: ``"thread"`` (a thread of this process) or ``"process"`` (a worker
             process this engine starts and stops, so that projecting does not compete
             with workflows for the interpreter; SQLite files and PostgreSQL only).
+        tune_gc: while started, raise the cyclic garbage collector's young threshold
+            and freeze the objects that exist at start (see ``signoff.gc_tuning``;
+            skipped when the process set its own thresholds).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         cache_size: int = 10_000,
         lease: str | float | timedelta = "60 seconds",
         views: str = "thread",
+        tune_gc: bool = True,
     ) -> None:
         self.store: StoreConfig = parse_store_url(store)
         if views not in ("thread", "process"):
@@ -84,6 +88,8 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         if views == "process" and self.store.kind == "memory":
             raise InvalidInputError("views='process' needs a SQLite file or PostgreSQL store")
         self.views_mode = views
+        self._tune_gc = tune_gc
+        self._gc_tuned = False
         self.clock: Clock = clock or SystemClock()
         self._ids = ids
         self._read_threads = read_threads
@@ -144,6 +150,9 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
     async def start(self) -> None:
         """Opens the store and starts the runtime: resumes owned runs, fires timers."""
         await asyncio.get_running_loop().run_in_executor(None, self._open)
+        if self._tune_gc and not self._gc_tuned:
+            gc_tuning.tune()
+            self._gc_tuned = True
         if self._runtime is None:
             assert self._app is not None
             assert self._writer is not None
@@ -185,6 +194,9 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
             await loop.run_in_executor(None, readers.shutdown)
         if app is not None:
             app.close()
+        if self._gc_tuned:
+            gc_tuning.untune()
+            self._gc_tuned = False
 
     async def settle(self) -> None:
         """Waits until every ready run has run to its next wait and no timer is due.
