@@ -21,7 +21,16 @@ class EventRecord:
     first use, so that a view skips the events it does not read at the cost of a
     topic lookup)."""
 
-    __slots__ = ("_data", "aggregate", "aggregate_id", "event", "position", "state", "version")
+    __slots__ = (
+        "_at",
+        "_data",
+        "aggregate",
+        "aggregate_id",
+        "event",
+        "position",
+        "state",
+        "version",
+    )
 
     def __init__(
         self,
@@ -40,6 +49,7 @@ class EventRecord:
         self.state = state
         """The stored JSON, as it is (kept by the audit trail without re-encoding)."""
         self._data: dict[str, Any] | None = None
+        self._at: float | None = None
 
     @property
     def data(self) -> dict[str, Any]:
@@ -55,8 +65,11 @@ class EventRecord:
 
     @property
     def at(self) -> float:
-        """When the event happened (seconds since the epoch)."""
-        return epoch(self.data["timestamp"]) or 0.0
+        """When the event happened (seconds since the epoch; parsed once, as every view
+        reads it)."""
+        if self._at is None:
+            self._at = epoch(self.data["timestamp"]) or 0.0
+        return self._at
 
     def details(self) -> dict[str, Any]:
         """The event's own fields (without the cause every event carries), as plain JSON."""

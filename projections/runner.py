@@ -207,10 +207,13 @@ class ProjectionRunner:
                 if _rowcount(cursor) != 1:
                     raise _MovedError(name)
                 mine: list[EventRecord] = [r for r in records if r.position > position]
+                projection.prepare(position)
                 changes.extend(
                     Change(name, key, last, row)
                     for key, row in projection.apply(cursor, self.db, mine, report)
                 )
+        for name in applied:
+            self.projections[name].committed(last)
         self._known = {name: max(position, last) for name, position in positions.items()}
         for name, report in applied.items():
             if report or not self._watched(name):
