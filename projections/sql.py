@@ -20,6 +20,10 @@ Cursor = Any
 Row = dict[str, Any]
 
 
+StoredEvent = tuple[int, str, Any, int, bytes]
+"""A stored event as projections read it: position, topic, originator id, version, state."""
+
+
 class ViewDatabase(Protocol):
     """Where views live: the event store's database (or a private SQLite for memory://)."""
 
@@ -38,6 +42,13 @@ class ViewDatabase(Protocol):
 
     def setup_lock(self) -> AbstractContextManager[None]:
         """Held while creating tables, so that processes starting at once take turns."""
+        ...
+
+    def events(
+        self, cursor: Cursor, after: int, limit: int, stop: int | None = None
+    ) -> Sequence[StoredEvent] | None:
+        """Up to ``limit`` stored events after position ``after`` (up to ``stop``), in log
+        order, when the event log lives in this database (else None: the recorder reads it)."""
         ...
 
 
