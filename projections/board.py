@@ -72,11 +72,12 @@ class BoardProjection(AggregateRowProjection):
 
 
 def _started(record: EventRecord) -> Row:
+    data = record.data
     return {
         "id": record.aggregate_id,
-        "name": record.data["name"],
+        "name": data["name"],
         "status": QUEUED,
-        "metadata": plain(record.data.get("metadata", {})),
+        "metadata": plain(data.get("metadata", {})),
         "progress": None,
         "error": None,
         "waiting_for": None,

@@ -17,13 +17,18 @@ CAUSE_FIELDS = frozenset({"actor", "reason", "command_id", "timestamp", "origina
 
 
 class EventRecord:
-    """One stored event: its place in the log, whose it is, and its data (decoded on
-    first use, so that a view skips the events it does not read at the cost of a
-    topic lookup)."""
+    """One stored event: its place in the log, whose it is, and its data.
+
+    The data is decoded on every use of ``data`` and not kept: a view reads it once
+    per event. Kept, a batch's decoded events (several dicts each) would outlive the
+    garbage collector's young generations, and every few batches the collector would
+    walk the whole heap of the engine. What caused the event (who, when, why, which
+    command) is kept, as plain values, the first time it is decoded, since most views
+    read it.
+    """
 
     __slots__ = (
-        "_at",
-        "_data",
+        "_cause",
         "aggregate",
         "aggregate_id",
         "event",
@@ -48,32 +53,57 @@ class EventRecord:
         self.version = version
         self.state = state
         """The stored JSON, as it is (kept by the audit trail without re-encoding)."""
-        self._data: dict[str, Any] | None = None
-        self._at: float | None = None
+        self._cause: tuple[str, float | None, Any, Any] | None = None
 
     @property
     def data(self) -> dict[str, Any]:
-        """The event's fields as stored (datetimes and value objects still wrapped)."""
-        if self._data is None:
-            self._data = orjson.loads(self.state)
-        return self._data
+        """The event's fields as stored (datetimes and value objects still wrapped),
+        decoded anew: read it once and keep it while needed."""
+        data: dict[str, Any] = orjson.loads(self.state)
+        if self._cause is None:
+            self._cause = _cause(data)
+        return data
+
+    def _caused(self) -> tuple[str, float | None, Any, Any]:
+        if self._cause is None:
+            self._cause = _cause(orjson.loads(self.state))
+        return self._cause
 
     @property
     def actor(self) -> str:
         """Who caused the event."""
-        return str(self.data.get("actor", ""))
+        return self._caused()[0]
 
     @property
     def at(self) -> float:
-        """When the event happened (seconds since the epoch; parsed once, as every view
-        reads it)."""
-        if self._at is None:
-            self._at = epoch(self.data["timestamp"]) or 0.0
-        return self._at
+        """When the event happened (seconds since the epoch)."""
+        at = self._caused()[1]
+        if at is None:
+            raise KeyError("timestamp")
+        return at
+
+    @property
+    def reason(self) -> Any:
+        """Why, as the command said (None if it did not)."""
+        return self._caused()[2]
+
+    @property
+    def command_id(self) -> str:
+        """The command that caused the event (empty if unknown)."""
+        return str(self._caused()[3])
 
     def details(self) -> dict[str, Any]:
         """The event's own fields (without the cause every event carries), as plain JSON."""
         return details(self.data)
+
+
+def _cause(data: dict[str, Any]) -> tuple[str, float | None, Any, Any]:
+    return (
+        str(data.get("actor", "")),
+        epoch(data["timestamp"]) or 0.0 if "timestamp" in data else None,
+        data.get("reason"),
+        data.get("command_id", ""),
+    )
 
 
 _NAMES: dict[str, tuple[str, str]] = {}
