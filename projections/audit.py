@@ -107,19 +107,20 @@ class AuditProjection(Projection):
         if not audited:
             return []
         links = _workflow_links(cursor, db, [r for r, _ in audited])
-        rows = [_row(record, decision, links) for record, decision in audited]
+        made = (_row(record, decision, links) for record, decision in audited)
+        rows = list(made) if report else made  # else made as they are written
+        cursor.executemany(
+            f"INSERT INTO {db.table(AUDIT)} ({', '.join(COLUMNS)}) "
+            f"VALUES ({placeholders(db, len(COLUMNS))})",
+            rows,
+        )
         if links.new:
             cursor.executemany(
                 f"INSERT INTO {db.table(LINKS)} (approval_id, workflow_id) "
                 f"VALUES ({db.param}, {db.param}) ON CONFLICT (approval_id) DO NOTHING",
                 links.new,
             )
-        cursor.executemany(
-            f"INSERT INTO {db.table(AUDIT)} ({', '.join(COLUMNS)}) "
-            f"VALUES ({placeholders(db, len(COLUMNS))})",
-            rows,
-        )
-        if not report:
+        if not isinstance(rows, list):
             return []
         return [(str(row[0]), public_row(dict(zip(COLUMNS, row, strict=True)))) for row in rows]
 

@@ -28,7 +28,11 @@ class EventRecord:
     """
 
     __slots__ = (
-        "_cause",
+        "_actor",
+        "_at",
+        "_command_id",
+        "_decoded",
+        "_reason",
         "aggregate",
         "aggregate_id",
         "event",
@@ -53,57 +57,61 @@ class EventRecord:
         self.version = version
         self.state = state
         """The stored JSON, as it is (kept by the audit trail without re-encoding)."""
-        self._cause: tuple[str, float | None, Any, Any] | None = None
+        self._decoded = False
+        self._actor = ""
+        self._at: float | None = None
+        self._reason: Any = None
+        self._command_id: Any = ""
 
     @property
     def data(self) -> dict[str, Any]:
         """The event's fields as stored (datetimes and value objects still wrapped),
         decoded anew: read it once and keep it while needed."""
         data: dict[str, Any] = orjson.loads(self.state)
-        if self._cause is None:
-            self._cause = _cause(data)
+        if not self._decoded:
+            self._keep_cause(data)
         return data
 
-    def _caused(self) -> tuple[str, float | None, Any, Any]:
-        if self._cause is None:
-            self._cause = _cause(orjson.loads(self.state))
-        return self._cause
+    def _keep_cause(self, data: dict[str, Any]) -> None:
+        self._decoded = True
+        self._actor = str(data.get("actor", ""))
+        self._at = epoch(data["timestamp"]) or 0.0 if "timestamp" in data else None
+        self._reason = data.get("reason")
+        self._command_id = data.get("command_id", "")
 
     @property
     def actor(self) -> str:
         """Who caused the event."""
-        return self._caused()[0]
+        if not self._decoded:
+            self._keep_cause(orjson.loads(self.state))
+        return self._actor
 
     @property
     def at(self) -> float:
         """When the event happened (seconds since the epoch)."""
-        at = self._caused()[1]
-        if at is None:
+        if not self._decoded:
+            self._keep_cause(orjson.loads(self.state))
+        if self._at is None:
             raise KeyError("timestamp")
-        return at
+        return self._at
 
     @property
     def reason(self) -> Any:
         """Why, as the command said (None if it did not)."""
-        return self._caused()[2]
+        if not self._decoded:
+            self._keep_cause(orjson.loads(self.state))
+        return self._reason
 
     @property
     def command_id(self) -> str:
         """The command that caused the event (empty if unknown)."""
-        return str(self._caused()[3])
+        if not self._decoded:
+            self._keep_cause(orjson.loads(self.state))
+        return str(self._command_id)
 
     def details(self) -> dict[str, Any]:
         """The event's own fields (without the cause every event carries), as plain JSON."""
         return details(self.data)
-
-
-def _cause(data: dict[str, Any]) -> tuple[str, float | None, Any, Any]:
-    return (
-        str(data.get("actor", "")),
-        epoch(data["timestamp"]) or 0.0 if "timestamp" in data else None,
-        data.get("reason"),
-        data.get("command_id", ""),
-    )
 
 
 _NAMES: dict[str, tuple[str, str]] = {}

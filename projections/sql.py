@@ -107,15 +107,17 @@ class RowCache:
     committed it at (``position``): the runner moves a view's tracking row conditionally,
     so a view another process moved, a reset, or a batch that rolled back all make the
     positions differ and the cache is emptied. Holds at most ``capacity`` rows (the ones
-    written longest ago are dropped first).
+    written longest ago are dropped first), each as the values it was written with (JSON
+    as text): tuples of strings and numbers, which the garbage collector stops tracking,
+    where decoded rows would be thousands of long-lived dicts and lists for it to walk.
     """
 
     def __init__(self, capacity: int = 8192) -> None:
         self.capacity = capacity
         self.position: int | None = None
         """The view position the rows reflect (None: unknown, empty before use)."""
-        self.rows: dict[str, tuple[Row, dict[str, str]]] = {}
-        """Each row (JSON columns decoded) with its JSON columns' stored text."""
+        self.rows: dict[str, tuple[Any, ...]] = {}
+        """Each row's values as written, in the view's column order."""
 
     def prepare(self, position: int) -> None:
         """Called before a batch is applied to a view stored at ``position``: empties the
@@ -133,12 +135,12 @@ class RowCache:
         self.rows.clear()
         self.position = None
 
-    def store(self, key: str, row: Row | None, texts: dict[str, str]) -> None:
+    def store(self, key: str, values: tuple[Any, ...] | None) -> None:
         """Remembers a row as written (None: deleted)."""
         rows = self.rows
         rows.pop(key, None)  # re-inserted last: the most recently written are kept
-        if row is not None:
-            rows[key] = (row, texts)
+        if values is not None:
+            rows[key] = values
             if len(rows) > self.capacity:
                 for old in list(rows)[: max(1, self.capacity // 8)]:
                     del rows[old]
@@ -170,8 +172,8 @@ class RowBatch:
         self._rows: dict[str, Row | None] = {}
         self._stored: dict[str, tuple[Row, dict[str, str]]] = {}
         """Rows as read (from the cache or the table) with their JSON columns' text."""
-        self._texts: dict[str, dict[str, str]] = {}
-        """The JSON columns' text of the rows ``flush`` wrote."""
+        self._written: dict[str, tuple[Any, ...]] = {}
+        """The values ``flush`` wrote, by key."""
         self._dirty: set[str] = set()
         self._values: Callable[[Row], tuple[Any, ...]] = (
             itemgetter(*self.columns)
@@ -192,17 +194,15 @@ class RowBatch:
         """Loads the stored rows of ``keys`` (from the cache, else in chunks, one query each)."""
         wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if self.cache is not None and self.cache.rows:
-            cached = self.cache.rows
+            cached, columns = self.cache.rows, self.columns
             missing = []
             for k in wanted:
-                entry = cached.get(k)
-                if entry is None:
+                values = cached.get(k)
+                if values is None:
                     missing.append(k)
                 else:
-                    self._stored[k] = entry
-                    self._rows[k] = entry[0]
+                    self._load(k, dict(zip(columns, values, strict=True)))
             wanted = missing
-        json_columns = self.json_columns
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             found = fetch_all(
@@ -212,14 +212,17 @@ class RowBatch:
                 chunk,
             )
             for row in found:
-                k = str(row[self.key])
-                texts = {c: row[c] for c in json_columns}
-                for c in json_columns:
-                    row[c] = loads(texts[c])
-                self._stored[k] = (row, texts)
-                self._rows[k] = row
+                self._load(str(row[self.key]), row)
             for k in chunk:
                 self._rows.setdefault(k, None)
+
+    def _load(self, key: str, row: Row) -> None:
+        """Takes a stored row (JSON columns as text), decoding its JSON columns."""
+        texts = {c: row[c] for c in self.json_columns}
+        for column, text in texts.items():
+            row[column] = loads(text)
+        self._stored[key] = (row, texts)
+        self._rows[key] = row
 
     def get(self, key: str) -> Row | None:
         """The row as the batch has it so far (prefetch first); do not change it in place."""
@@ -243,7 +246,8 @@ class RowBatch:
 
     def stored_text(self, key: str) -> dict[str, str]:
         """The JSON columns' text of a row ``flush`` wrote."""
-        return self._texts[key]
+        values = self._written[key]
+        return {column: values[i] for i, column in self._json_at}
 
     def flush(self, cursor: Cursor) -> None:
         """Writes the changed rows (and hands them to the cache)."""
@@ -254,22 +258,20 @@ class RowBatch:
             if row is None:
                 deletes.append((key,))
                 if cache is not None:
-                    cache.store(key, None, {})
+                    cache.store(key, None)
                 continue
             values = list(values_of(row))
             before = stored.get(key)
-            texts: dict[str, str] = {}
             for i, column in json_at:
                 value = values[i]
                 if before is not None and before[0][column] is value:
-                    text = before[1][column]  # unchanged: the text it was stored as
+                    values[i] = before[1][column]  # unchanged: the text it was stored as
                 else:
-                    text = dumps(value)
-                values[i] = texts[column] = text
-            upserts.append(tuple(values))
-            self._texts[key] = texts
+                    values[i] = dumps(value)
+            written = self._written[key] = tuple(values)
+            upserts.append(written)
             if cache is not None:
-                cache.store(key, row, texts)
+                cache.store(key, written)
         if upserts:
             cursor.executemany(self._upsert, upserts)
         if deletes:

@@ -53,13 +53,16 @@ class SQLiteViews:
     ) -> list[StoredEvent]:
         """The store's events after ``after``, read as plain tuples (the recorder's
         notifications cost a dataclass per event, a good part of applying one)."""
+        raw = cursor.sqlite_cursor  # eventsourcing's wrapper; this transaction's own cursor
+        raw.row_factory = None  # tuples rather than sqlite3.Row
         if stop is None:
-            cursor.execute(f"{self._events} ORDER BY rowid LIMIT ?", (after, limit))
+            raw.execute(f"{self._events} ORDER BY rowid LIMIT ?", (after, limit))
         else:
-            cursor.execute(
+            raw.execute(
                 f"{self._events} AND rowid <= ? ORDER BY rowid LIMIT ?", (after, stop, limit)
             )
-        return [tuple(row) for row in cursor.fetchall()]
+        rows: list[StoredEvent] = raw.fetchall()
+        return rows
 
 
 class PostgresViews:
