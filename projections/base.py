@@ -79,6 +79,9 @@ class AggregateRowProjection(Projection):
     table: str
     columns: Sequence[str]
     json_columns: Sequence[str] = ()
+    folded_reads: Sequence[str] | None = None
+    """The JSON columns ``folded`` and ``after_flush`` read (None: all); the others are
+    not decoded when a stored row is folded into."""
 
     def __init__(self) -> None:
         self.cache = RowCache()
@@ -118,7 +121,9 @@ class AggregateRowProjection(Projection):
         mine = [r for r in records if r.aggregate == self.aggregate]
         if not mine:
             return []
-        batch = RowBatch(db, self.table, "id", self.columns, self.json_columns, self.cache)
+        batch = RowBatch(
+            db, self.table, "id", self.columns, self.json_columns, self.cache, self.folded_reads
+        )
         batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != self.creating_event))
         for record in mine:
             if record.event == self.creating_event:

@@ -48,6 +48,7 @@ class BoardProjection(AggregateRowProjection):
     table = RUNS
     columns = COLUMNS
     json_columns = JSON_COLUMNS
+    folded_reads = ("waiting_for",)
 
     def create_statements(self, db: ViewDatabase) -> list[str]:
         """The runs table and the indexes listings use."""

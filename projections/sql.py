@@ -146,12 +146,24 @@ class RowCache:
                     del rows[old]
 
 
+class Stored:
+    """A JSON column's stored text, standing for its value in a row the projection does
+    not read that column of (it is written back as it was)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 class RowBatch:
     """The rows of one view table that a batch of events reads and writes.
 
     Rows are held with their JSON columns decoded, and encoded at ``flush``; a JSON
     value the batch did not replace keeps the text it was read with, so the projection
-    must replace a row's JSON values rather than change them in place.
+    must replace a row's JSON values rather than change them in place. With ``read``,
+    only those JSON columns of a stored row are decoded: the others hold a ``Stored``
+    (their text) until replaced, as the projection never reads them.
     """
 
     def __init__(
@@ -162,6 +174,7 @@ class RowBatch:
         columns: Sequence[str],
         json_columns: Sequence[str] = (),
         cache: RowCache | None = None,
+        read: Sequence[str] | None = None,
     ) -> None:
         self.db = db
         self.table = db.table(table)
@@ -169,6 +182,7 @@ class RowBatch:
         self.columns = tuple(columns)
         self.json_columns = tuple(c for c in self.columns if c in frozenset(json_columns))
         self.cache = cache
+        self._decoded = self.json_columns if read is None else tuple(read)
         self._rows: dict[str, Row | None] = {}
         self._stored: dict[str, tuple[Row, dict[str, str]]] = {}
         """Rows as read (from the cache or the table) with their JSON columns' text."""
@@ -220,7 +234,7 @@ class RowBatch:
         """Takes a stored row (JSON columns as text), decoding its JSON columns."""
         texts = {c: row[c] for c in self.json_columns}
         for column, text in texts.items():
-            row[column] = loads(text)
+            row[column] = loads(text) if column in self._decoded else Stored(text)
         self._stored[key] = (row, texts)
         self._rows[key] = row
 
@@ -267,7 +281,7 @@ class RowBatch:
                 if before is not None and before[0][column] is value:
                     values[i] = before[1][column]  # unchanged: the text it was stored as
                 else:
-                    values[i] = dumps(value)
+                    values[i] = value.text if isinstance(value, Stored) else dumps(value)
             written = self._written[key] = tuple(values)
             upserts.append(written)
             if cache is not None:
