@@ -75,6 +75,7 @@ class ApprovalsProjection(AggregateRowProjection):
     table = APPROVALS
     columns = COLUMNS
     json_columns = JSON_COLUMNS
+    folded_reads = ("approvers", "groups", "votes")
 
     def create_statements(self, db: ViewDatabase) -> list[str]:
         """Tables and the indexes the inbox orders and filters by."""

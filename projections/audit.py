@@ -9,6 +9,7 @@ own fields, so an export is evidence rather than a summary.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from signoff.projections.base import Projection
 from signoff.projections.records import EventRecord, details
@@ -67,6 +68,9 @@ AUDITED: dict[str, dict[str, str]] = {
 }
 """The events the trail records, with the decision column each gets (steps, progress,
 reminder bookkeeping and schedule firings are in the event log but not the trail)."""
+_OWN = "<own>"
+"""Stands for the event's own ``decision`` field (``""`` in ``AUDITED``)."""
+_AUDITED = {(a, e): d or _OWN for a, events in AUDITED.items() for e, d in events.items()}
 
 
 class AuditProjection(Projection):
@@ -93,23 +97,32 @@ class AuditProjection(Projection):
 
     def keys(self, record: EventRecord) -> list[str]:
         """An audited event adds the row at its position."""
-        return [str(record.position)] if _decision(record) is not None else []
+        return [str(record.position)] if (record.aggregate, record.event) in _AUDITED else []
 
     def apply(
         self, cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord], report: bool
     ) -> list[Update]:
         """Appends a row per audited event."""
-        audited = [(r, d) for r in records if (d := _decision(r)) is not None]
+        audited = [(r, d) for r in records if (d := _AUDITED.get((r.aggregate, r.event)))]
         if not audited:
             return []
         links = _workflow_links(cursor, db, [r for r, _ in audited])
-        rows = [_row(record, decision, links) for record, decision in audited]
+        made = (_row(record, decision, links) for record, decision in audited)
+        rows = list(made) if report else made  # else made as they are written
         cursor.executemany(
             f"INSERT INTO {db.table(AUDIT)} ({', '.join(COLUMNS)}) "
             f"VALUES ({placeholders(db, len(COLUMNS))})",
-            [tuple(row[c] for c in COLUMNS) for row in rows],
+            rows,
         )
-        return [(str(row["position"]), public_row(row)) for row in rows] if report else []
+        if links.new:
+            cursor.executemany(
+                f"INSERT INTO {db.table(LINKS)} (approval_id, workflow_id) "
+                f"VALUES ({db.param}, {db.param}) ON CONFLICT (approval_id) DO NOTHING",
+                links.new,
+            )
+        if not isinstance(rows, list):
+            return []
+        return [(str(row[0]), public_row(dict(zip(COLUMNS, row, strict=True)))) for row in rows]
 
     def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
         """Rows at the positions ``keys``."""
@@ -123,32 +136,22 @@ class AuditProjection(Projection):
         return {str(row["position"]): public_row(row) for row in rows}
 
 
-def _decision(record: EventRecord) -> str | None:
-    decision = AUDITED.get(record.aggregate, {}).get(record.event)
-    if decision == "":
-        return str(record.data.get("decision", ""))
-    return decision
+class _Links(dict[str, str]):
+    """Which workflow each approval belongs to, and the links the batch adds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.new: list[tuple[str, str]] = []
 
 
-def _workflow_links(
-    cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]
-) -> dict[str, str]:
-    """Which workflow each approval in the batch belongs to (new links are stored)."""
-    links: dict[str, str] = {}
-    new = []
-    for record in records:
-        if record.aggregate == "Approval" and record.event == "Requested":
-            workflow_id = record.data.get("workflow_id")
-            if workflow_id:
-                links[record.aggregate_id] = workflow_id
-                new.append((record.aggregate_id, workflow_id))
-    if new:
-        cursor.executemany(
-            f"INSERT INTO {db.table(LINKS)} (approval_id, workflow_id) "
-            f"VALUES ({db.param}, {db.param}) ON CONFLICT (approval_id) DO NOTHING",
-            new,
-        )
-    unknown = sorted({r.aggregate_id for r in records if r.aggregate == "Approval"} - links.keys())
+def _workflow_links(cursor: Cursor, db: ViewDatabase, records: Sequence[EventRecord]) -> _Links:
+    """The stored links of the batch's approvals whose request is not in the batch (those
+    requested in it are linked as their rows are made)."""
+    links = _Links()
+    requested = {
+        r.aggregate_id for r in records if r.aggregate == "Approval" and r.event == "Requested"
+    }
+    unknown = sorted({r.aggregate_id for r in records if r.aggregate == "Approval"} - requested)
     for start in range(0, len(unknown), 500):
         chunk = unknown[start : start + 500]
         for row in fetch_all(
@@ -161,24 +164,34 @@ def _workflow_links(
     return links
 
 
-def _row(record: EventRecord, decision: str, links: dict[str, str]) -> Row:
-    if record.aggregate == "WorkflowRun":
+def _row(record: EventRecord, decision: str, links: _Links) -> tuple[Any, ...]:
+    """The event's row, as values in ``COLUMNS`` order (its data decoded only when the row
+    needs more than the event's cause)."""
+    aggregate = record.aggregate
+    if decision == _OWN:
+        decision = str(record.data.get("decision", ""))
+    if aggregate == "WorkflowRun":
         workflow_id: str | None = record.aggregate_id
     else:
+        if aggregate == "Approval" and record.event == "Requested":
+            found = record.data.get("workflow_id")
+            if found:
+                links[record.aggregate_id] = found
+                links.new.append((record.aggregate_id, found))
         workflow_id = links.get(record.aggregate_id)
-    return {
-        "position": record.position,
-        "aggregate_type": record.aggregate,
-        "aggregate_id": record.aggregate_id,
-        "workflow_id": workflow_id,
-        "event": record.event,
-        "decision": decision,
-        "decided_by": record.actor,
-        "decided_at": record.at,
-        "reason": record.data.get("reason"),
-        "command_id": str(record.data.get("command_id", "")),
-        "details": record.state.decode(),  # stored as is; made plain when read
-    }
+    return (
+        record.position,
+        aggregate,
+        record.aggregate_id,
+        workflow_id,
+        record.event,
+        decision,
+        record.actor,
+        record.at,
+        record.reason,
+        record.command_id,
+        record.state.decode(),  # stored as is; made plain when read
+    )
 
 
 def public_row(row: Row) -> Row:

@@ -10,10 +10,12 @@ from signoff.projections.sql import (
     Cursor,
     Row,
     RowBatch,
+    RowCache,
     Update,
     ViewDatabase,
     decode_json,
     fetch_all,
+    loads,
     placeholders,
 )
 
@@ -43,6 +45,16 @@ class Projection(ABC):
         """Applies events (in log order) to the view; returns the rows that changed when
         ``report`` (someone watches the view), else nothing."""
 
+    def prepare(self, position: int) -> None:
+        """Called in the runner's transaction before ``apply``, with the view's stored
+        position (what its tables reflect): a projection that keeps rows in memory between
+        batches checks here that they are still what is stored."""
+        del position  # nothing kept: nothing to check
+
+    def committed(self, position: int) -> None:
+        """Called once the transaction that moved the view to ``position`` committed."""
+        del position
+
     @abstractmethod
     def keys(self, record: EventRecord) -> list[str]:
         """The keys of the rows an event may change (for a feed resuming after a gap)."""
@@ -54,7 +66,11 @@ class Projection(ABC):
 
 class AggregateRowProjection(Projection):
     """A view with one row per aggregate of one type: its first event creates the row,
-    later ones fold into it (the approvals view and the workflow board)."""
+    later ones fold into it (the approvals view and the workflow board).
+
+    The rows it last wrote stay in memory (a ``RowCache``), so that the next batch, which
+    under load often touches the same aggregates, need not read and decode them again.
+    """
 
     aggregate: str
     """The aggregate type whose events this view reads (``Approval``, ``WorkflowRun``)."""
@@ -63,6 +79,20 @@ class AggregateRowProjection(Projection):
     table: str
     columns: Sequence[str]
     json_columns: Sequence[str] = ()
+    folded_reads: Sequence[str] | None = None
+    """The JSON columns ``folded`` and ``after_flush`` read (None: all); the others are
+    not decoded when a stored row is folded into."""
+
+    def __init__(self) -> None:
+        self.cache = RowCache()
+
+    def prepare(self, position: int) -> None:
+        """Keeps the cached rows only if they are those stored at ``position``."""
+        self.cache.prepare(position)
+
+    def committed(self, position: int) -> None:
+        """The cached rows are now those stored at ``position``."""
+        self.cache.committed(position)
 
     @abstractmethod
     def created(self, record: EventRecord) -> Row:
@@ -70,7 +100,8 @@ class AggregateRowProjection(Projection):
 
     @abstractmethod
     def folded(self, row: Row, record: EventRecord) -> Row:
-        """The row after a later event (``row`` is a copy the method may change)."""
+        """The row after a later event (``row`` is a shallow copy the method may change:
+        replace its JSON values, never change them in place)."""
 
     def public(self, row: Row) -> Row:
         """A row as callers see it (JSON columns decoded); override to add derived values."""
@@ -90,7 +121,9 @@ class AggregateRowProjection(Projection):
         mine = [r for r in records if r.aggregate == self.aggregate]
         if not mine:
             return []
-        batch = RowBatch(db, self.table, "id", self.columns, self.json_columns)
+        batch = RowBatch(
+            db, self.table, "id", self.columns, self.json_columns, self.cache, self.folded_reads
+        )
         batch.prefetch(cursor, (r.aggregate_id for r in mine if r.event != self.creating_event))
         for record in mine:
             if record.event == self.creating_event:
@@ -103,7 +136,11 @@ class AggregateRowProjection(Projection):
         self.after_flush(cursor, db, batch)
         if not report:
             return []
-        return [(k, None if r is None else self.public(r)) for k, r in batch.changed()]
+        # Watchers get their own copies of the JSON values (the cache keeps the originals).
+        return [
+            (k, None if r is None else self.public({**r, **_decoded(batch.stored_text(k))}))
+            for k, r in batch.changed()
+        ]
 
     def read_rows(self, cursor: Cursor, db: ViewDatabase, keys: Sequence[str]) -> dict[str, Row]:
         """Rows of ``keys`` as callers see them."""
@@ -115,3 +152,7 @@ class AggregateRowProjection(Projection):
             keys,
         )
         return {row["id"]: self.public(decode_json(row, self.json_columns)) for row in rows}
+
+
+def _decoded(texts: dict[str, str]) -> Row:
+    return {column: loads(text) for column, text in texts.items()}

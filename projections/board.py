@@ -48,6 +48,7 @@ class BoardProjection(AggregateRowProjection):
     table = RUNS
     columns = COLUMNS
     json_columns = JSON_COLUMNS
+    folded_reads = ("waiting_for",)
 
     def create_statements(self, db: ViewDatabase) -> list[str]:
         """The runs table and the indexes listings use."""
@@ -72,11 +73,12 @@ class BoardProjection(AggregateRowProjection):
 
 
 def _started(record: EventRecord) -> Row:
+    data = record.data
     return {
         "id": record.aggregate_id,
-        "name": record.data["name"],
+        "name": data["name"],
         "status": QUEUED,
-        "metadata": plain(record.data.get("metadata", {})),
+        "metadata": plain(data.get("metadata", {})),
         "progress": None,
         "error": None,
         "waiting_for": None,

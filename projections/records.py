@@ -17,11 +17,29 @@ CAUSE_FIELDS = frozenset({"actor", "reason", "command_id", "timestamp", "origina
 
 
 class EventRecord:
-    """One stored event: its place in the log, whose it is, and its data (decoded on
-    first use, so that a view skips the events it does not read at the cost of a
-    topic lookup)."""
+    """One stored event: its place in the log, whose it is, and its data.
 
-    __slots__ = ("_data", "aggregate", "aggregate_id", "event", "position", "state", "version")
+    The data is decoded on every use of ``data`` and not kept: a view reads it once
+    per event. Kept, a batch's decoded events (several dicts each) would outlive the
+    garbage collector's young generations, and every few batches the collector would
+    walk the whole heap of the engine. What caused the event (who, when, why, which
+    command) is kept, as plain values, the first time it is decoded, since most views
+    read it.
+    """
+
+    __slots__ = (
+        "_actor",
+        "_at",
+        "_command_id",
+        "_decoded",
+        "_reason",
+        "aggregate",
+        "aggregate_id",
+        "event",
+        "position",
+        "state",
+        "version",
+    )
 
     def __init__(
         self,
@@ -39,24 +57,57 @@ class EventRecord:
         self.version = version
         self.state = state
         """The stored JSON, as it is (kept by the audit trail without re-encoding)."""
-        self._data: dict[str, Any] | None = None
+        self._decoded = False
+        self._actor = ""
+        self._at: float | None = None
+        self._reason: Any = None
+        self._command_id: Any = ""
 
     @property
     def data(self) -> dict[str, Any]:
-        """The event's fields as stored (datetimes and value objects still wrapped)."""
-        if self._data is None:
-            self._data = orjson.loads(self.state)
-        return self._data
+        """The event's fields as stored (datetimes and value objects still wrapped),
+        decoded anew: read it once and keep it while needed."""
+        data: dict[str, Any] = orjson.loads(self.state)
+        if not self._decoded:
+            self._keep_cause(data)
+        return data
+
+    def _keep_cause(self, data: dict[str, Any]) -> None:
+        self._decoded = True
+        self._actor = str(data.get("actor", ""))
+        self._at = epoch(data["timestamp"]) or 0.0 if "timestamp" in data else None
+        self._reason = data.get("reason")
+        self._command_id = data.get("command_id", "")
 
     @property
     def actor(self) -> str:
         """Who caused the event."""
-        return str(self.data.get("actor", ""))
+        if not self._decoded:
+            self._keep_cause(orjson.loads(self.state))
+        return self._actor
 
     @property
     def at(self) -> float:
         """When the event happened (seconds since the epoch)."""
-        return epoch(self.data["timestamp"]) or 0.0
+        if not self._decoded:
+            self._keep_cause(orjson.loads(self.state))
+        if self._at is None:
+            raise KeyError("timestamp")
+        return self._at
+
+    @property
+    def reason(self) -> Any:
+        """Why, as the command said (None if it did not)."""
+        if not self._decoded:
+            self._keep_cause(orjson.loads(self.state))
+        return self._reason
+
+    @property
+    def command_id(self) -> str:
+        """The command that caused the event (empty if unknown)."""
+        if not self._decoded:
+            self._keep_cause(orjson.loads(self.state))
+        return str(self._command_id)
 
     def details(self) -> dict[str, Any]:
         """The event's own fields (without the cause every event carries), as plain JSON."""

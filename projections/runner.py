@@ -155,13 +155,14 @@ class ProjectionRunner:
 
         Returns how many events were read. Safe to call from any thread.
         """
-        target = self.head() if until is None else until
+        # Without ``until`` the head is where reading stops (a short batch), which spares
+        # a query per call; reporting progress needs it up front.
+        target = self.head() if until is None and progress is not None else until
         read = 0
         with self._lock:
             while True:
                 positions = self._known if self._known is not None else self.positions()
-                lowest = min(positions.values(), default=target)
-                if lowest >= target:
+                if not positions or (target is not None and min(positions.values()) >= target):
                     self._known = positions
                     return read
                 try:
@@ -170,23 +171,33 @@ class ProjectionRunner:
                     self._known = None
                     continue
                 if count == 0:
-                    return read  # the log ends before ``until`` (nothing more stored yet)
+                    self._known = positions
+                    return read  # the log ends here (or before ``until``: nothing more yet)
                 read += count
                 if progress is not None:
-                    progress(min(self.positions().values()), target)
+                    progress(min(self.positions().values()), target or 0)
+                if target is None and count < self.batch_size:
+                    return read  # a short batch: that was the head
+
+    def _read(self, start: int, stop: int | None = None) -> list[EventRecord]:
+        """The next batch of stored events after ``start`` (up to ``stop``)."""
+        with self.db.transaction(commit=False) as cursor:
+            rows = self.db.events(cursor, start, self.batch_size, stop)
+        if rows is None:  # not in the view database: the recorder reads them
+            notifications = self.recorder.select_notifications(
+                start=start, limit=self.batch_size, stop=stop, inclusive_of_start=False
+            )
+            rows = [
+                (n.id, n.topic, n.originator_id, n.originator_version, n.state)
+                for n in notifications
+            ]
+        return [decode(*row) for row in rows]
 
     def _apply_batch(self, positions: dict[str, int]) -> int:
-        start = min(positions.values())
-        notifications = self.recorder.select_notifications(
-            start=start, limit=self.batch_size, inclusive_of_start=False
-        )
-        if not notifications:
+        records = self._read(min(positions.values()))
+        if not records:
             return 0
-        records = [
-            decode(n.id, n.topic, n.originator_id, n.originator_version, n.state)
-            for n in notifications
-        ]
-        last = records[-1].position
+        first, last = records[0].position, records[-1].position
         changes: list[Change] = []
         applied: dict[str, bool] = {}
         p = self.db.param
@@ -206,11 +217,16 @@ class ProjectionRunner:
                 )
                 if _rowcount(cursor) != 1:
                     raise _MovedError(name)
-                mine: list[EventRecord] = [r for r in records if r.position > position]
+                mine = (
+                    records if position < first else [r for r in records if r.position > position]
+                )
+                projection.prepare(position)
                 changes.extend(
                     Change(name, key, last, row)
                     for key, row in projection.apply(cursor, self.db, mine, report)
                 )
+        for name in applied:
+            self.projections[name].committed(last)
         self._known = {name: max(position, last) for name, position in positions.items()}
         for name, report in applied.items():
             if report or not self._watched(name):
@@ -246,15 +262,12 @@ class ProjectionRunner:
         keys: dict[str, None] = {}
         start = after
         while start < until:
-            notifications = self.recorder.select_notifications(
-                start=start, limit=self.batch_size, stop=until, inclusive_of_start=False
-            )
-            if not notifications:
+            records = self._read(start, until)
+            if not records:
                 break
-            for n in notifications:
-                record = decode(n.id, n.topic, n.originator_id, n.originator_version, n.state)
+            for record in records:
                 keys.update(dict.fromkeys(projection.keys(record)))
-            start = notifications[-1].id
+            start = records[-1].position
         wanted = list(keys)
         changes: list[Change] = []
         for offset in range(0, len(wanted), 500):

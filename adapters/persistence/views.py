@@ -19,7 +19,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from signoff.adapters.persistence.postgres import setup_lock
-from signoff.projections.sql import ViewDatabase
+from signoff.projections.sql import StoredEvent, ViewDatabase
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ class SQLiteViews:
 
     def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
         self._datastore = recorder.datastore
+        columns = "rowid, topic, originator_id, originator_version, state"
+        table = recorder.events_table_name
+        self._events = f"SELECT {columns} FROM {table} WHERE rowid > ?"  # noqa: S608
 
     def table(self, name: str) -> str:
         """SQLite has no schemas: the bare name."""
@@ -45,6 +48,22 @@ class SQLiteViews:
         """SQLite serialises DDL itself."""
         return nullcontext()
 
+    def events(
+        self, cursor: Any, after: int, limit: int, stop: int | None = None
+    ) -> list[StoredEvent]:
+        """The store's events after ``after``, read as plain tuples (the recorder's
+        notifications cost a dataclass per event, a good part of applying one)."""
+        raw = cursor.sqlite_cursor  # eventsourcing's wrapper; this transaction's own cursor
+        raw.row_factory = None  # tuples rather than sqlite3.Row
+        if stop is None:
+            raw.execute(f"{self._events} ORDER BY rowid LIMIT ?", (after, limit))
+        else:
+            raw.execute(
+                f"{self._events} AND rowid <= ? ORDER BY rowid LIMIT ?", (after, stop, limit)
+            )
+        rows: list[StoredEvent] = raw.fetchall()
+        return rows
+
 
 class PostgresViews:
     """Views in the PostgreSQL schema of the event store."""
@@ -55,6 +74,9 @@ class PostgresViews:
     def __init__(self, recorder: PostgresApplicationRecorder) -> None:
         self._datastore = recorder.datastore
         self.schema = recorder.datastore.schema or "public"
+        columns = "notification_id, topic, originator_id, originator_version, state"
+        table = f'"{self.schema}"."{recorder.events_table_name}"'
+        self._events = f"SELECT {columns} FROM {table} WHERE notification_id > %s"  # noqa: S608
 
     def table(self, name: str) -> str:
         """The name qualified by the store's schema."""
@@ -67,6 +89,28 @@ class PostgresViews:
     def setup_lock(self) -> AbstractContextManager[None]:
         """Serialises creating tables with other processes starting on the store."""
         return setup_lock(self._datastore)
+
+    def events(
+        self, cursor: Any, after: int, limit: int, stop: int | None = None
+    ) -> list[StoredEvent]:
+        """The store's events after ``after``, read as plain tuples."""
+        params: tuple[int, ...]
+        if stop is None:
+            sql, params = f"{self._events} ORDER BY notification_id LIMIT %s", (after, limit)
+        else:
+            sql = f"{self._events} AND notification_id <= %s ORDER BY notification_id LIMIT %s"
+            params = (after, stop, limit)
+        cursor.execute(sql, params)
+        return [
+            (
+                row["notification_id"],
+                row["topic"],
+                row["originator_id"],
+                row["originator_version"],
+                bytes(row["state"]),
+            )
+            for row in cursor.fetchall()
+        ]
 
 
 class MemoryViews:
@@ -105,6 +149,12 @@ class MemoryViews:
     def setup_lock(self) -> AbstractContextManager[None]:
         """One process, one connection: nothing to serialise."""
         return nullcontext()
+
+    def events(
+        self, cursor: Any, after: int, limit: int, stop: int | None = None
+    ) -> list[StoredEvent] | None:
+        """The events are in the recorder's memory, not here."""
+        return None
 
 
 def views_for(recorder: Any) -> ViewDatabase:

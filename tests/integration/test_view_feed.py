@@ -17,6 +17,8 @@ from signoff import Engine
 from signoff.cli import app as cli
 from signoff.projections.approvals import ApprovalsProjection
 from signoff.projections.runner import ProjectionRunner
+from signoff.projections.sql import fetch_all
+from signoff.read_models import default_projections
 from signoff.read_views import ViewChange
 
 
@@ -252,3 +254,32 @@ async def test_a_tracking_row_deleted_by_hand_rebuilds_its_view(tmp_path: Path):
             cursor.execute("DELETE FROM signoff_projections WHERE name = 'approvals'")
         models.runner._known = None  # as a process that has not seen it yet
         assert [i.id for i in await engine.pending_approvals()] == [approval]
+
+
+async def test_rows_a_runner_remembers_are_dropped_once_another_process_moved_the_view(
+    durable_store_url: str,
+):
+    """Each runner keeps the rows it last wrote between batches; when another process
+    applied batches in between, those rows are stale and must not be written back."""
+    engine = Engine(durable_store_url)  # not started: the test drives the runners
+    try:
+        recorder, db = engine.application.recorder, engine.read_models.db
+        first = ProjectionRunner(recorder, db, default_projections())
+        second = ProjectionRunner(recorder, db, default_projections())
+        approval = await engine.request_approval(
+            title="x", requested_by="carol", required_approvals=3
+        )
+        first.catch_up()  # remembers the pending row
+        await engine.approve(approval, by="alice")
+        second.catch_up()  # a vote first does not know of
+        await engine.approve(approval, by="bob")
+        first.catch_up()  # must fold into the stored row, not its own older copy
+        with db.transaction(commit=False) as cursor:
+            live = fetch_all(cursor, f"SELECT * FROM {db.table('view_approvals')}")
+        second.rebuild("approvals")
+        with db.transaction(commit=False) as cursor:
+            rebuilt = fetch_all(cursor, f"SELECT * FROM {db.table('view_approvals')}")
+        assert live == rebuilt
+        assert [row["approvals"] for row in live] == [2]
+    finally:
+        await engine.close()
