@@ -199,8 +199,12 @@ class Approval(SignoffAggregate):
     def approve(self, cause: Cause, *, groups: Iterable[str] = (), metadata: Any = None) -> None:
         """Records ``cause.actor``'s approval; approves once the quorum is reached."""
         voter_groups = self._check_vote(cause, groups, "approve")
-        self._vote_cast(
-            decision="approve", groups=voter_groups, metadata=dict(metadata or {}), **cause.fields()
+        self._emit(
+            "VoteCast",
+            cause,
+            decision="approve",
+            groups=voter_groups,
+            metadata=dict(metadata or {}),
         )
         if len(self.approvers_so_far) >= self.policy.required_approvals:
             self.lifecycle.next_status(self.id, self.status, "approve")
@@ -208,32 +212,32 @@ class Approval(SignoffAggregate):
             for vote in self.votes:
                 if vote.decision == "approve":
                     merged.update(vote.metadata)
-            self._approved(approvers=self.approvers_so_far, metadata=merged, **cause.fields())
+            self._emit("Approved", cause, approvers=self.approvers_so_far, metadata=merged)
 
     def reject(self, cause: Cause, *, groups: Iterable[str] = ()) -> None:
         """Records ``cause.actor``'s rejection; rejects once the threshold is met
         or the quorum became unreachable."""
         voter_groups = self._check_vote(cause, groups, "reject")
-        self._vote_cast(decision="reject", groups=voter_groups, metadata={}, **cause.fields())
+        self._emit("VoteCast", cause, decision="reject", groups=voter_groups, metadata={})
         if len(
             self.rejecters_so_far
         ) >= self.policy.rejection_threshold or not self._quorum_reachable(self.policy):
             self.lifecycle.next_status(self.id, self.status, "reject")
-            self._rejected(rejecters=self.rejecters_so_far, **cause.fields())
+            self._emit("Rejected", cause, rejecters=self.rejecters_so_far)
 
     def cancel(self, cause: Cause) -> None:
         """Withdraws the request; only its requester (or signoff itself) may."""
         self.lifecycle.next_status(self.id, self.status, "cancel")
         if cause.actor not in (self.requested_by, SYSTEM_ACTOR):
             raise NotRequesterError(self.id, cause.actor)
-        self._cancelled(**cause.fields())
+        self._emit("Cancelled", cause)
 
     def expire(self, cause: Cause) -> None:
         """Closes the approval undecided once its deadline has passed."""
         self.lifecycle.next_status(self.id, self.status, "expire")
         if self.deadline is None or cause.timestamp < self.deadline:
             raise NotYetDueError(self.id)
-        self._expired(deadline=self.deadline, **cause.fields())
+        self._emit("Expired", cause, deadline=self.deadline)
 
     def time_out(self, cause: Cause) -> None:
         """Applies the policy's ``on_timeout`` once the deadline has passed: expire,
@@ -245,22 +249,23 @@ class Approval(SignoffAggregate):
         if action == "escalate" and self.escalation_level < len(self.policy.escalation):
             self.escalate(cause, on_timeout=True)
         elif action == "reject":
-            self._rejected(rejecters=[], **cause.fields())
+            self._emit("Rejected", cause, rejecters=[])
         elif action == "approve":
-            self._approved(approvers=[], metadata={}, **cause.fields())
+            self._emit("Approved", cause, approvers=[], metadata={})
         else:
-            self._expired(deadline=self.deadline, **cause.fields())
+            self._emit("Expired", cause, deadline=self.deadline)
 
     def remind(self, cause: Cause) -> None:
         """Records a reminder to the approvers (and when the next one is due)."""
         self.lifecycle.next_status(self.id, self.status, "remind")
         if self.next_reminder_at is None or cause.timestamp < self.next_reminder_at:
             raise NotYetDueError(self.id)
-        self._reminded(
+        self._emit(
+            "Reminded",
+            cause,
             recipients=[*self.policy.approvers, *self.policy.groups],
             count=self.reminders + 1,
             next_reminder_at=_after(cause.timestamp, self.policy.remind_every, self.deadline),
-            **cause.fields(),
         )
 
     def escalate(self, cause: Cause, *, on_timeout: bool = False) -> None:
@@ -279,7 +284,9 @@ class Approval(SignoffAggregate):
         elif on_timeout and deadline is not None:
             deadline = cause.timestamp + (deadline - self.created_on)  # the original timeout
         more = self.escalation_level + 1 < len(chain)
-        self._escalated(
+        self._emit(
+            "Escalated",
+            cause,
             level=self.escalation_level + 1,
             approvers=list(level.approvers),
             groups=list(level.groups),
@@ -287,7 +294,6 @@ class Approval(SignoffAggregate):
             previous_groups=list(self.policy.groups),
             deadline=deadline,
             escalate_at=_after(cause.timestamp, self.policy.escalate_after, None) if more else None,
-            **cause.fields(),
         )
 
     def reassign(
@@ -326,12 +332,13 @@ class Approval(SignoffAggregate):
             raise InvalidInputError("reassign must name approvers or groups, not open it to anyone")
         if not self._quorum_reachable(policy):
             raise InvalidInputError("after this reassignment the quorum could not be reached")
-        self._reassigned(
+        self._emit(
+            "Reassigned",
+            cause,
             approvers=list(policy.approvers),
             groups=list(policy.groups),
             previous_approvers=list(self.policy.approvers),
             previous_groups=list(self.policy.groups),
-            **cause.fields(),
         )
 
     # Rules -----------------------------------------------------------------

@@ -99,26 +99,26 @@ class Schedule(SignoffAggregate):
             raise ConflictError(f"schedule {self.id!r} is not due")
         if self.is_claimed(cause.timestamp) and self.claimed_by != owner:
             raise ConflictError(f"schedule {self.id!r} is being fired by {self.claimed_by}")
-        self._claimed(owner=owner, until=until, **cause.fields())
+        self._emit("Claimed", cause, owner=owner, until=until)
 
     def fired(self, cause: Cause, *, next_due_at: datetime | None) -> None:
         """Records a successful firing; a recurring timer advances to ``next_due_at``."""
         if self.kind == "once" or next_due_at is None:
             self.lifecycle.next_status(self.id, self.status, "finish")
-            self._finished(**cause.fields())
+            self._emit("Finished", cause)
         else:
             self.lifecycle.next_status(self.id, self.status, "advance")
-            self._advanced(next_due_at=next_due_at, **cause.fields())
+            self._emit("Advanced", cause, next_due_at=next_due_at)
 
     def failed(self, cause: Cause, *, error: str, retry_at: datetime) -> None:
         """Records a failed firing and when it will be tried again."""
         self.lifecycle.next_status(self.id, self.status, "fail")
-        self._fire_failed(error=error, retry_at=retry_at, **cause.fields())
+        self._emit("FireFailed", cause, error=error, retry_at=retry_at)
 
     def cancel(self, cause: Cause) -> None:
         """Stops the timer; it never fires again."""
         self.lifecycle.next_status(self.id, self.status, "cancel")
-        self._cancelled(**cause.fields())
+        self._emit("Cancelled", cause)
 
     @event("Claimed")
     def _claimed(

@@ -144,13 +144,14 @@ class WorkflowRun(SignoffAggregate):
         known = self.steps.get(name)
         if known is not None and (known["done"] or known["retry_at"] is None):
             raise ConflictError(f"step {name!r} of run {self.id!r} already finished")
-        self._step_recorded(
+        self._emit(
+            "StepRecorded",
+            cause,
             name=name,
             result=result,
             error=error,
             attempt=attempt,
             retry_at=retry_at,
-            **cause.fields(),
         )
 
     def wake(self, cause: Cause) -> None:
@@ -159,12 +160,12 @@ class WorkflowRun(SignoffAggregate):
         if self.current_wait is not None or retry_at is None or cause.timestamp < retry_at:
             raise ConflictError(f"run {self.id!r} has no step retry due")
         self._move("wake")
-        self._woken(**cause.fields())
+        self._emit("Woken", cause)
 
     def report(self, cause: Cause, *, kind: str, value: Any) -> None:
         """Records a progress, completion or error report of the running code."""
         self._move("record")
-        self._progress_reported(kind=kind, value=value, **cause.fields())
+        self._emit("ProgressReported", cause, kind=kind, value=value)
 
     def start_wait(
         self,
@@ -179,7 +180,7 @@ class WorkflowRun(SignoffAggregate):
         self._move("wait")
         if name in self.waits:
             raise ConflictError(f"wait {name!r} of run {self.id!r} already started")
-        self._wait_started(name=name, kind=kind, deadline=deadline, detail=detail, **cause.fields())
+        self._emit("WaitStarted", cause, name=name, kind=kind, deadline=deadline, detail=detail)
 
     def resolve_wait(self, cause: Cause, *, name: str, outcome: str, value: Any = None) -> None:
         """Ends wait ``name`` with ``outcome`` (approved, rejected, event, timeout, elapsed)."""
@@ -191,12 +192,12 @@ class WorkflowRun(SignoffAggregate):
         wakes = self.status == WAITING and self.current_wait == name
         if wakes:
             self._move("wake")
-        self._wait_resolved(name=name, outcome=outcome, value=value, wakes=wakes, **cause.fields())
+        self._emit("WaitResolved", cause, name=name, outcome=outcome, value=value, wakes=wakes)
 
     def receive_event(self, cause: Cause, *, event_type: str, payload: Any) -> None:
         """Keeps a delivered event for the wait that takes it (now or later)."""
         self._move("receive")
-        self._event_received(event_type=event_type, payload=payload, **cause.fields())
+        self._emit("EventReceived", cause, event_type=event_type, payload=payload)
 
     def approval_waits_started(self) -> list[str]:
         """Names of the approval waits this generation has reached."""
@@ -220,8 +221,13 @@ class WorkflowRun(SignoffAggregate):
             raise ConflictError(
                 f"run {self.id!r} has no pending approval; name the wait to decide ahead"
             )
-        self._decision_received(
-            decision=decision, groups=groups, metadata=metadata, wait=wait, **cause.fields()
+        self._emit(
+            "DecisionReceived",
+            cause,
+            decision=decision,
+            groups=groups,
+            metadata=metadata,
+            wait=wait,
         )
 
     def decisions_for(self, wait: str) -> list[dict[str, Any]]:
@@ -233,22 +239,22 @@ class WorkflowRun(SignoffAggregate):
         self._move("receive")
         if name not in self.waits or name in self.resolutions:
             raise ConflictError(f"wait {name!r} of run {self.id!r} is not pending")
-        self._wait_noted(name=name, detail=detail, **cause.fields())
+        self._emit("WaitNoted", cause, name=name, detail=detail)
 
     def complete(self, cause: Cause, *, result: Any) -> None:
         """Ends the run with ``result``."""
         self._move("complete")
-        self._completed(result=result, **cause.fields())
+        self._emit("Completed", cause, result=result)
 
     def fail(self, cause: Cause, *, error_type: str, message: str) -> None:
         """Ends the run with an unhandled error."""
         self._move("error")
-        self._errored(error_type=error_type, message=message, **cause.fields())
+        self._emit("Errored", cause, error_type=error_type, message=message)
 
     def pause(self, cause: Cause) -> None:
         """Holds the run: nothing executes until it is resumed."""
         self._move("pause")
-        self._paused(**cause.fields())
+        self._emit("Paused", cause)
 
     def resume(self, cause: Cause) -> None:
         """Lets a paused run go on (waiting again if its wait, or a step retry, is not due)."""
@@ -257,17 +263,17 @@ class WorkflowRun(SignoffAggregate):
             retry_at is not None and cause.timestamp < retry_at
         )
         status = self._move("resume_waiting" if still_waiting else "resume")
-        self._resumed(status=status, **cause.fields())
+        self._emit("Resumed", cause, status=status)
 
     def terminate(self, cause: Cause) -> None:
         """Stops the run for good."""
         self._move("terminate")
-        self._terminated(**cause.fields())
+        self._emit("Terminated", cause)
 
     def restart(self, cause: Cause) -> None:
         """Starts the run over with the same params; the earlier history stays recorded."""
         self._move("restart")
-        self._restarted(generation=self.generation + 1, **cause.fields())
+        self._emit("Restarted", cause, generation=self.generation + 1)
 
     # Events (assignment only) ----------------------------------------------
 
