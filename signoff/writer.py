@@ -265,7 +265,7 @@ class GroupCommitWriter:
             update: IndexUpdate | None = index.get("index")
             if update is not None:
                 self.cache.drop_unchanged_timers(update, changed)
-            self.app.save(*changed, **index)
+            self.app.store(*changed, **index)
             if update is not None:
                 self.cache.remember_timers(update)
             if self.on_commit is not None:
