@@ -19,7 +19,9 @@ from signoff.projections.sql import (
     Cursor,
     Row,
     RowBatch,
+    RowWriter,
     ViewDatabase,
+    delete_keys,
 )
 
 APPROVALS = "view_approvals"
@@ -189,17 +191,16 @@ def _principals(row: Row) -> list[str]:
 
 
 def _write_access(cursor: Cursor, db: ViewDatabase, batch: RowBatch) -> None:
-    table, p = db.table(ACCESS), db.param
+    table = db.table(ACCESS)
     changed = list(batch.changed())
-    cursor.executemany(f"DELETE FROM {table} WHERE approval_id = {p}", [(k,) for k, _ in changed])
+    delete_keys(cursor, db, table, "approval_id", [k for k, _ in changed])
     rows = [
         (key, principal)
         for key, row in changed
         if row is not None and row["status"] == PENDING
         for principal in _principals(row)
     ]
-    if rows:
-        cursor.executemany(f"INSERT INTO {table} (approval_id, principal) VALUES ({p}, {p})", rows)
+    RowWriter(db, table, ("approval_id", "principal"))(cursor, rows)
 
 
 def public_row(row: Row) -> Row:

@@ -16,6 +16,7 @@ from signoff.projections.records import EventRecord, details
 from signoff.projections.sql import (
     Cursor,
     Row,
+    RowWriter,
     Update,
     ViewDatabase,
     fetch_all,
@@ -109,17 +110,13 @@ class AuditProjection(Projection):
         links = _workflow_links(cursor, db, [r for r, _ in audited])
         made = (_row(record, decision, links) for record, decision in audited)
         rows = list(made) if report else made  # else made as they are written
-        cursor.executemany(
-            f"INSERT INTO {db.table(AUDIT)} ({', '.join(COLUMNS)}) "
-            f"VALUES ({placeholders(db, len(COLUMNS))})",
-            rows,
-        )
-        if links.new:
-            cursor.executemany(
-                f"INSERT INTO {db.table(LINKS)} (approval_id, workflow_id) "
-                f"VALUES ({db.param}, {db.param}) ON CONFLICT (approval_id) DO NOTHING",
-                links.new,
-            )
+        RowWriter(db, db.table(AUDIT), COLUMNS)(cursor, rows)
+        RowWriter(
+            db,
+            db.table(LINKS),
+            ("approval_id", "workflow_id"),
+            "ON CONFLICT (approval_id) DO NOTHING",
+        )(cursor, links.new)
         if not isinstance(rows, list):
             return []
         return [(str(row[0]), public_row(dict(zip(COLUMNS, row, strict=True)))) for row in rows]

@@ -2,7 +2,7 @@
 
 Views are written a batch of events at a time: a ``RowBatch`` loads the rows
 a batch touches in one query, lets the projection change them in memory, and
-writes them back with one ``executemany``, so a rebuild costs a few
+writes them back in one statement (``RowWriter``), so a rebuild costs a few
 statements per thousand events rather than several per event.
 """
 
@@ -89,6 +89,51 @@ def fetch_all(cursor: Cursor, sql: str, params: Sequence[Any] = ()) -> list[Row]
 def placeholders(db: ViewDatabase, count: int) -> str:
     """``?, ?, ?`` for ``count`` values."""
     return ", ".join([db.param] * count)
+
+
+class RowWriter:
+    """``INSERT INTO table (columns) ... [suffix]`` of many rows at once.
+
+    SQLite: ``executemany``, a loop in C. PostgreSQL: one statement whose rows arrive
+    as one JSON array (``jsonb_populate_recordset`` converts each value to its
+    column's type), where psycopg's ``executemany`` would send a statement per row,
+    about 10 µs of Python each.
+    """
+
+    def __init__(
+        self, db: ViewDatabase, table: str, columns: Sequence[str], suffix: str = ""
+    ) -> None:
+        self.columns = tuple(columns)
+        names = ", ".join(self.columns)
+        self.as_json = db.kind == "postgres"
+        if self.as_json:
+            self.sql = (
+                f"INSERT INTO {table} ({names}) SELECT {names} "
+                f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) {suffix}"
+            )
+        else:
+            values = placeholders(db, len(self.columns))
+            self.sql = f"INSERT INTO {table} ({names}) VALUES ({values}) {suffix}"
+
+    def __call__(self, cursor: Cursor, rows: Iterable[Sequence[Any]]) -> None:
+        """Writes ``rows`` (values in column order); nothing for no rows."""
+        if self.as_json:
+            columns = self.columns
+            objects = [dict(zip(columns, row, strict=True)) for row in rows]
+            if objects:
+                cursor.execute(self.sql, (orjson.dumps(objects).decode(),))
+            return
+        cursor.executemany(self.sql, rows)  # an iterator is consumed as it is written
+
+
+def delete_keys(cursor: Cursor, db: ViewDatabase, table: str, column: str, keys: list[str]) -> None:
+    """Deletes the rows whose ``column`` is one of ``keys`` (one statement on PostgreSQL)."""
+    if not keys:
+        return
+    if db.kind == "postgres":
+        cursor.execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)", (keys,))
+    else:
+        cursor.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(k,) for k in keys])
 
 
 def decode_json(row: Row, json_columns: Sequence[str]) -> Row:
@@ -195,14 +240,10 @@ class RowBatch:
             else lambda row: tuple(row[c] for c in self.columns)
         )
         self._json_at = [(self.columns.index(c), c) for c in self.json_columns]
-        p = db.param
         updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c != key)
-        self._upsert = (
-            f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
-            f"VALUES ({placeholders(db, len(self.columns))}) "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        self._upsert = RowWriter(
+            db, self.table, self.columns, f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
         )
-        self._delete = f"DELETE FROM {self.table} WHERE {key} = {p}"
 
     def prefetch(self, cursor: Cursor, keys: Iterable[str]) -> None:
         """Loads the stored rows of ``keys`` (from the cache, else in chunks, one query each)."""
@@ -266,11 +307,11 @@ class RowBatch:
     def flush(self, cursor: Cursor) -> None:
         """Writes the changed rows (and hands them to the cache)."""
         upserts: list[tuple[Any, ...]] = []
-        deletes: list[tuple[str]] = []
+        deletes: list[str] = []
         values_of, json_at, stored, cache = self._values, self._json_at, self._stored, self.cache
         for key, row in self.changed():
             if row is None:
-                deletes.append((key,))
+                deletes.append(key)
                 if cache is not None:
                     cache.store(key, None)
                 continue
@@ -286,7 +327,5 @@ class RowBatch:
             upserts.append(written)
             if cache is not None:
                 cache.store(key, written)
-        if upserts:
-            cursor.executemany(self._upsert, upserts)
-        if deletes:
-            cursor.executemany(self._delete, deletes)
+        self._upsert(cursor, upserts)
+        delete_keys(cursor, self.db, self.table, self.key, deletes)
