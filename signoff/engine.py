@@ -63,7 +63,7 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
             queries: ``"thread"`` (a thread of this process) or ``"process"`` (a worker
             process this engine starts and stops, so that projecting does not compete
             with workflows for the interpreter; SQLite files and PostgreSQL only).
-        tune_gc: while started, raise the cyclic garbage collector's young threshold
+        tune_gc: while started, raise the cyclic garbage collector's thresholds
             and freeze the objects that exist at start (see ``signoff.gc_tuning``;
             skipped when the process set its own thresholds).
     """
