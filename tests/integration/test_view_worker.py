@@ -42,11 +42,12 @@ async def _until_approved(engine: Engine, approval_id: str) -> list[ViewChange]:
 
 
 def _alive(pid: int) -> bool:
+    """Tells whether ``pid`` runs (an exited process nobody reaped yet does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
 
 
 async def test_a_worker_process_keeps_the_views_live_and_is_stopped_with_the_engine(
@@ -133,3 +134,32 @@ async def test_the_worker_command_catches_up_a_store_and_stops_on_sigterm(tmp_pa
     page = await engine.approval_inbox(approver="alice")
     assert {item.id for item in page.items} == set(ids)
     await engine.close()
+
+
+async def test_a_worker_whose_engine_was_killed_exits(tmp_path: Any):
+    """An engine process SIGKILLed leaves no worker behind: its stdin closes with it."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    script = (
+        "import asyncio, sys\n"
+        "from signoff import Engine\n"
+        "async def main():\n"
+        f"    async with Engine({url!r}, views='process') as engine:\n"
+        "        print(engine._view_worker.pid, flush=True)\n"
+        "        await asyncio.sleep(600)\n"
+        "asyncio.run(main())\n"
+    )
+    engine = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert engine.stdout is not None
+        worker_pid = int(engine.stdout.readline())
+        assert _alive(worker_pid)
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(worker_pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not _alive(worker_pid), "the worker outlived its killed engine"
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
