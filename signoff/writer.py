@@ -54,7 +54,10 @@ class AggregateCache:
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._items: OrderedDict[str, SignoffAggregate] = OrderedDict()
-        self._timers: dict[str, list[TimerRow]] = {}
+        self._timers: dict[str, tuple[int, list[TimerRow]]] = {}
+        """Per aggregate: the version its timers were committed at, and those timers."""
+        self._seen: dict[str, list[TimerRow]] = {}
+        """The timer sets of the batch being saved (remembered once it commits)."""
 
     def get(self, aggregate_id: str) -> SignoffAggregate | None:
         """A cached aggregate, or None."""
@@ -80,20 +83,38 @@ class AggregateCache:
             self._timers.pop(aggregate_id, None)
 
     def drop_unchanged_timers(self, update: IndexUpdate, changed: list[SignoffAggregate]) -> None:
-        """Removes from ``update`` the timer sets that equal the committed ones: those
-        remembered for cached aggregates, and none for aggregates new in this batch."""
+        """Removes from ``update`` the timer sets that equal the committed ones: none for an
+        aggregate new in this batch, the remembered set for one last saved by this writer.
+
+        A remembered set counts only if the aggregate was at the version it was
+        remembered at when the batch began: one fast-forwarded with another process's
+        events may have had its timers rewritten by that process.
+        """
+        self._seen = {}
         for aggregate in changed:
-            if aggregate.version == len(aggregate.pending_events):
+            timers = update.timers.get(aggregate.id)
+            if timers is None:
+                continue
+            self._seen[aggregate.id] = timers
+            base = aggregate.version - len(aggregate.pending_events)
+            if base == 0:
                 known: list[TimerRow] | None = []  # created in this batch: no timers yet
             else:
-                known = self._timers.get(aggregate.id)
-            if known is not None and update.timers.get(aggregate.id) == known:
+                remembered = self._timers.get(aggregate.id)
+                known = remembered[1] if remembered and remembered[0] == base else None
+            if known is not None and timers == known:
                 del update.timers[aggregate.id]
 
-    def remember_timers(self, update: IndexUpdate) -> None:
-        """Notes the timer sets a committed update wrote (their aggregates are cached next)."""
-        if self.maxsize > 0:
-            self._timers.update(update.timers)
+    def remember_timers(self, saved: list[SignoffAggregate]) -> None:
+        """Notes the timer sets of a committed batch, at the versions it committed (the
+        aggregates are cached next)."""
+        seen, self._seen = self._seen, {}
+        if self.maxsize <= 0:
+            return
+        for aggregate in saved:
+            timers = seen.get(aggregate.id)
+            if timers is not None:
+                self._timers[aggregate.id] = (aggregate.version, timers)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -267,7 +288,7 @@ class GroupCommitWriter:
                 self.cache.drop_unchanged_timers(update, changed)
             self.app.store(*changed, **index)
             if update is not None:
-                self.cache.remember_timers(update)
+                self.cache.remember_timers(changed)
             if self.on_commit is not None:
                 self.on_commit()
 
