@@ -92,12 +92,17 @@ def serve(
     audience: Annotated[str | None, typer.Option(help="required JWT audience")] = None,
     issuer: Annotated[str | None, typer.Option(help="required JWT issuer")] = None,
     views: Annotated[
-        str,
-        typer.Option(help="keep the views live on a 'thread' or in a worker 'process'"),
-    ] = "thread",
+        str | None,
+        typer.Option(
+            help="keep the views live on a 'thread' or in a worker 'process' "
+            "(default: process, thread for memory://)"
+        ),
+    ] = None,
 ) -> None:
     """Runs the engine and serves it over NATS until SIGTERM."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if views is None:
+        views = "thread" if store.startswith("memory:") else "process"
     try:
         engine = Engine(store, views=views)
     except InvalidInputError as error:
