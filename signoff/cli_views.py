@@ -79,8 +79,8 @@ def worker(
         bool, typer.Option("--until-stdin-closes", help="stop when stdin closes (engines)")
     ] = False,
 ) -> None:
-    """Keeps the views current in this process, beside engines that do not build them
-    (``Engine(views="process")`` starts one itself). Stops on Ctrl-C or SIGTERM."""
+    """Keeps the views current in this process until Ctrl-C or SIGTERM (an engine started
+    with ``views="process"`` runs one of its own)."""
     from signoff.view_worker import run_worker
 
     run_worker(store, poll_interval=poll_interval, until_stdin_closes=until_stdin_closes)
