@@ -53,6 +53,9 @@ class ProjectionRunner:
         self.publish = publish
         self.watched = watched
         """Tells whether a view has subscribers (changes are worked out only for those)."""
+        self.on_applied: Callable[[int], None] | None = None
+        """Called on the live thread with how many events each catch-up that applied some
+        read (a view worker process tells its engine with it)."""
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -328,8 +331,10 @@ class ProjectionRunner:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                self.catch_up()
+                read = self.catch_up()
                 self.publish_pending()
+                if read and self.on_applied is not None:
+                    self.on_applied(read)
                 failures = 0
             except Exception:  # the views lag, the engine stays up; retried with backoff
                 failures += 1

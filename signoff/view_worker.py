@@ -36,9 +36,6 @@ from signoff.read_models import ReadModels
 
 log = logging.getLogger(__name__)
 
-LINGER = 0.01
-"""Seconds the worker waits after a wake-up for more commits to share its batch."""
-
 
 class ViewWorker:
     """The engine's side of a projection worker process: starts, nudges, watches, stops."""
@@ -146,59 +143,41 @@ class ViewWorker:
 def run_worker(store_url: str, *, poll_interval: float, until_stdin_closes: bool) -> None:
     """The worker process: keeps the store's views current until stopped.
 
+    The views are kept live as an engine keeps them (``ReadModels.start``: the runner's
+    live thread, PostgreSQL's LISTEN, polling), with bytes read on stdin as wake-ups.
     Prints how many events it applied after each catch-up that applied some (the
     engine's cue to publish changes). Stops on SIGTERM/SIGINT, or when stdin closes if
-    ``until_stdin_closes`` (any bytes read on stdin are wake-ups).
+    ``until_stdin_closes``.
     """
     config = parse_store_url(store_url)
     prepare_store(config)
     app = SignoffApplication(config.env)
     models = ReadModels(app.recorder)
-    runner = models.runner
-    wake = threading.Event()
-    stopping = threading.Event()
-
-    def stop() -> None:
-        stopping.set()
-        wake.set()
-
+    models.runner.on_applied = lambda read: print(read, flush=True)
+    done = threading.Event()
     if until_stdin_closes:  # the engine decides when it ends (a terminal's Ctrl-C goes to both)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        threading.Thread(target=_read_nudges, args=(wake, stop), daemon=True).start()
-    if models.listener is not None:
         threading.Thread(
-            target=models.listener, args=(wake.set, stopping), name="signoff-listen", daemon=True
+            target=_read_nudges, args=(models.runner.nudge, done.set), daemon=True
         ).start()
-    failures = 0
+    models.start(poll_interval)
     try:
-        while not stopping.is_set():
-            wake.clear()
-            try:
-                applied = runner.catch_up()
-                if applied:
-                    print(applied, flush=True)
-                failures = 0
-            except Exception:  # the views lag, the worker stays up; retried with backoff
-                failures += 1
-                log.exception("projection batch failed (attempt %d)", failures)
-                stopping.wait(min(5.0, poll_interval * 2**failures))
-                continue
-            if wake.wait(poll_interval):
-                stopping.wait(LINGER)
+        while not done.wait(1.0):  # a timed wait, so that Ctrl-C gets through
+            pass
     except KeyboardInterrupt:
         pass
     finally:
-        stop()
+        models.stop()
         app.close()
 
 
-def _read_nudges(wake: threading.Event, stop: Callable[[], None]) -> None:
+def _read_nudges(wake: Callable[[], None], closed: Callable[[], None]) -> None:
     while True:
         try:
             data = os.read(sys.stdin.fileno(), 4096)
         except OSError:
             data = b""
         if not data:
-            stop()
+            closed()
             return
-        wake.set()
+        wake()
