@@ -12,15 +12,17 @@
     │   ├── DeadlinePassedError
     │   ├── NotYetDueError
     │   ├── AlreadyExistsError
-    │   └── ConcurrencyError
+    │   ├── ConcurrencyError
+    │   └── LeaseLostError
     ├── ForbiddenError
     │   ├── SelfApprovalError
     │   ├── NotAnApproverError
     │   └── NotRequesterError
-    └── InvalidInputError
-        ├── UnknownWorkflowError
-        ├── UnknownCallbackError
-        └── DuplicateStepError
+    ├── InvalidInputError
+    │   ├── UnknownWorkflowError
+    │   ├── UnknownCallbackError
+    │   └── DuplicateStepError
+    └── ClockSkewError
 
 Each class carries a stable ``code`` (used on the wire) and keeps the ids
 it is about as attributes, so callers never parse messages.
@@ -134,6 +136,15 @@ class ConcurrencyError(ConflictError):
         self.attempts = attempts
 
 
+class LeaseLostError(ConflictError):
+    """Raised when an engine writes for runs whose lease another engine has taken over
+    (the write carried a fencing token that is no longer the run's); nothing is written."""
+
+    def __init__(self, run_ids: list[str]) -> None:
+        super().__init__(f"the lease of run(s) {', '.join(map(repr, run_ids))} was lost")
+        self.run_ids = run_ids
+
+
 class ForbiddenError(SignoffError):
     """Raised when the acting person may not do what they asked."""
 
@@ -195,3 +206,17 @@ class UnknownCallbackError(InvalidInputError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no callback named {name!r} is registered")
         self.name = name
+
+
+class ClockSkewError(SignoffError):
+    """Raised when an engine starts with a clock too far from its store's: deadlines,
+    reminders and schedules would fire early or late, and schedule claims overlap."""
+
+    def __init__(self, skew: float, tolerance: float) -> None:
+        ahead = "ahead of" if skew > 0 else "behind"
+        super().__init__(
+            f"this engine's clock is {abs(skew):.1f} s {ahead} the store's "
+            f"(tolerance {tolerance:g} s): fix the host's time (NTP) or raise max_clock_skew"
+        )
+        self.skew = skew
+        self.tolerance = tolerance

@@ -1,22 +1,28 @@
 """One activation of a run: replay the workflow's code from the top against the run's history.
 
-The activation reads a snapshot of the run, calls ``run(event, step)``, and
-writes each new outcome through the group-commit writer before the code goes
-on. Progress reports are buffered and committed with the next write (they
-need no durability of their own before the code continues). If the run was
-paused, terminated or restarted meanwhile, the next write is refused and
-the activation simply stops.
+The activation holds the run's lease, reads a snapshot of the run, calls
+``run(event, step)``, and writes each new outcome through the group-commit
+writer before the code goes on; every write carries the lease's fencing
+token. Progress reports are buffered and committed with the next write (they
+need no durability of their own before the code continues).
+
+The activation stops quietly, without the workflow's code ever seeing it, when
+the run moved on under it: paused, terminated or restarted (the write is
+refused), taken over by another engine (the lease was lost), or changed so
+that a write conflicts (another engine recorded the step or wait first). The
+runtime then releases the run, or reloads and replays it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from signoff.domain.durations import parse_duration
-from signoff.domain.errors import SignoffError
+from signoff.domain.errors import LeaseLostError, SignoffError
 from signoff.domain.workflow_run import WorkflowRun
 from signoff.run_units import RunSnapshot, RunWrite, start_wait
 from signoff.session import Session
@@ -30,16 +36,33 @@ T = TypeVar("T")
 
 
 class Stopped(BaseException):
-    """Ends an activation whose run moved on (paused, terminated, restarted) under it."""
+    """Ends an activation whose run moved on under it (BaseException, so that ``except
+    Exception`` in the workflow's code does not swallow it)."""
+
+
+class End(enum.Enum):
+    """How an activation left the run's lease."""
+
+    RELEASED = "released"
+    """Its last write gave the lease up: the run waits or ended."""
+    LOST = "lost"
+    """Another engine holds the run now."""
+    HELD = "held"
+    """This engine still holds the run: the runtime looks at it again."""
 
 
 class Activation:
-    """Executes a workflow's code once, from the top, against ``snapshot``."""
+    """Executes a workflow's code once, from the top, against ``snapshot``, holding the
+    run's lease with fencing token ``token``."""
 
-    def __init__(self, runtime: Runtime, workflow: type[Workflow], snapshot: RunSnapshot) -> None:
+    def __init__(
+        self, runtime: Runtime, workflow: type[Workflow], snapshot: RunSnapshot, token: int
+    ) -> None:
         self.runtime = runtime
         self.workflow = workflow
         self.snapshot = snapshot
+        self.token = token
+        self.end = End.HELD
         self._names: set[str] = set()
         self._reports_seen = 0
         self._unsaved_reports: list[tuple[str, Any]] = []
@@ -61,18 +84,25 @@ class Activation:
     # Writing -----------------------------------------------------------------
 
     async def write(self, change: Callable[[WorkflowRun, Session, RunWrite[Any]], T]) -> T:
-        """Commits ``change`` to the run (with the buffered reports); refreshes the snapshot."""
+        """Commits ``change`` to the run (with the buffered reports); refreshes the snapshot.
+
+        Raises:
+            Stopped: the run moved on, was taken over, or changed under this activation.
+        """
         reports, self._unsaved_reports = self._unsaved_reports, []
-        unit: RunWrite[T] = RunWrite(
-            self.snapshot.id, self.snapshot.generation, reports, change, self.runtime.cause
-        )
+        unit: RunWrite[T] = RunWrite(self.snapshot, self.token, reports, change, self.runtime.cause)
         try:
             value, snapshot = await self.runtime.writer.submit(unit)
+        except LeaseLostError as error:
+            self.end = End.LOST
+            raise Stopped from error
         except SignoffError as error:
-            if unit.run_moved_on:
+            if unit.run_moved_on or unit.stale:
                 raise Stopped from error
             raise
         self.snapshot = snapshot
+        if unit.released:
+            self.end = End.RELEASED
         return value
 
     def report(self, kind: str, value: Any) -> None:
@@ -145,8 +175,13 @@ class Activation:
 
     # Running -----------------------------------------------------------------
 
-    async def execute(self) -> None:
-        """Runs the workflow's code and records how it ended (or that it waits)."""
+    async def execute(self) -> End:
+        """Runs the workflow's code and records how it ended (or that it waits); tells how
+        it left the lease."""
+        await self._execute()
+        return self.end
+
+    async def _execute(self) -> None:
         workflow = self.workflow()
         workflow._context = self
         snap = self.snapshot

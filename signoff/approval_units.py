@@ -3,7 +3,8 @@
 Each loads what it needs, runs one domain command and returns plain data;
 the writer saves the session in one transaction. A decision that settles an
 approval belonging to a workflow run also resolves the run's wait, in the
-same transaction.
+same transaction, and readies the run (which that transaction claims for
+this engine when it executes the workflow).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def decide(
         approval.approve(cause, groups=cmd.groups, metadata=cmd.metadata)
     else:
         approval.reject(cause, groups=cmd.groups)
-    settle_run_wait(session, approval, command_id=command_id)
+    resume_run(session, approval, command_id=command_id)
     return ApprovalInfo.of(approval)
 
 
@@ -86,7 +87,7 @@ def cancel(session: Session, approval_id: str, cmd: Cancel, *, command_id: str) 
     """Withdraws a pending approval."""
     approval = session.get(Approval, approval_id)
     approval.cancel(session.app.cause(cmd.by, reason=cmd.reason, command_id=command_id))
-    settle_run_wait(session, approval, command_id=command_id)
+    resume_run(session, approval, command_id=command_id)
     return ApprovalInfo.of(approval)
 
 
@@ -108,19 +109,19 @@ def expire(session: Session, approval_id: str, *, command_id: str) -> ApprovalIn
     approval.expire(
         session.app.cause(SYSTEM_ACTOR, reason="deadline passed", command_id=command_id)
     )
-    settle_run_wait(session, approval, command_id=command_id)
+    resume_run(session, approval, command_id=command_id)
     return ApprovalInfo.of(approval)
 
 
-def on_timer(session: Session, approval_id: str, key: str, *, command_id: str) -> str | None:
+def on_timer(session: Session, approval_id: str, key: str, *, command_id: str) -> None:
     """Does what an approval's timer asks when it is due: time out (per the policy),
-    remind or escalate. Tells the waiting run, if any. Returns the run id to wake, if any.
+    remind or escalate. Tells the waiting run, if any, and readies it once decided.
 
     Does nothing when the timer is no longer due (timers may fire twice).
     """
     approval = session.get(Approval, approval_id, fresh=True)
     if approval.is_decided:
-        return None
+        return
     now = session.app.clock.now()
     due = {
         "deadline": approval.deadline,
@@ -128,7 +129,7 @@ def on_timer(session: Session, approval_id: str, key: str, *, command_id: str) -
         "escalate": approval.escalate_at,
     }.get(key)
     if due is None or now < due:
-        return None
+        return
     reason = {
         "deadline": "deadline passed",
         "remind": "still pending",
@@ -144,9 +145,7 @@ def on_timer(session: Session, approval_id: str, key: str, *, command_id: str) -
         approval.escalate(cause)
     if approval.escalation_level != level or approval.reminders != reminders:
         note_run_wait(session, approval, cause)
-    if settle_run_wait(session, approval, command_id=command_id):
-        return approval.workflow_id
-    return None
+    resume_run(session, approval, command_id=command_id)
 
 
 def note_run_wait(session: Session, approval: Approval, cause: Cause) -> None:
@@ -170,6 +169,14 @@ def note_run_wait(session: Session, approval: Approval, cause: Cause) -> None:
                 "deadline": approval.deadline,
             },
         )
+
+
+def resume_run(session: Session, approval: Approval, *, command_id: str) -> None:
+    """Resolves the run wait an approval belongs to, once it is decided, and readies the
+    run when that was what it waited for."""
+    settled = settle_run_wait(session, approval, command_id=command_id)
+    if settled and approval.workflow_id is not None:
+        session.ready(session.get(WorkflowRun, approval.workflow_id))
 
 
 def settle_run_wait(session: Session, approval: Approval, *, command_id: str) -> bool:

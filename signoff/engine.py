@@ -3,13 +3,15 @@
 It picks the event store from a URL, builds the application service, and
 runs every store call off the event loop: writes through the group-commit
 writer thread (concurrent commands share transactions; concurrent processes
-are kept honest by optimistic concurrency), reads on a small thread pool.
-The workflow runtime runs while the engine is started (``async with``).
+are kept honest by optimistic concurrency and run leases), reads on a small
+thread pool. The workflow runtime runs while the engine is started (``async
+with``); several engines may share one store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import uuid
@@ -18,16 +20,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from signoff import approval_units, gc_tuning, run_units
+from signoff import approval_units, gc_tuning
 from signoff.adapters.persistence import StoreConfig, parse_store_url, prepare_store
+from signoff.adapters.persistence.views import ready_listener_for
 from signoff.application import SignoffApplication
-from signoff.clock import Clock, SystemClock
+from signoff.clock import Clock, ManualClock, SystemClock
 from signoff.commands import Cancel, Decide, Reassign, RequestApproval, as_list, validate
 from signoff.domain.durations import parse_duration
-from signoff.domain.errors import InvalidInputError
+from signoff.domain.errors import ClockSkewError, InvalidInputError
 from signoff.ids import new_id
 from signoff.index import RunIndex
 from signoff.indexing import index_for
+from signoff.leases import LeaseStore
 from signoff.read_api import ReadCommands
 from signoff.read_models import ReadModels
 from signoff.runtime import Runtime
@@ -57,8 +61,14 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
             ready by other processes.
         max_batch: most commands the writer commits in one transaction.
         cache_size: most aggregates the writer keeps in memory.
-        lease: how long a claim to fire a schedule holds before another process may
-            take over (a callback that runs longer may be started again).
+        lease: how long an engine's claim on a run (or on firing a schedule) holds
+            without being renewed: an engine renews the leases of its activations
+            three times per lease, and when it dies, the other engines take its
+            runs over once their leases ran out.
+        max_clock_skew: how far this engine's clock may be from the store's before
+            ``start`` refuses (``ClockSkewError``); ``None`` skips the check, as a
+            ``ManualClock`` does (deadlines, reminders and schedules follow the
+            engine's clock; leases follow the store's).
         views: where the views (inbox, board, audit trail) are kept current between
             queries: ``"thread"`` (a thread of this process) or ``"process"`` (a worker
             process this engine starts and stops, so that projecting does not compete
@@ -78,7 +88,8 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         poll_interval: float = 0.1,
         max_batch: int = 512,
         cache_size: int = 10_000,
-        lease: str | float | timedelta = "60 seconds",
+        lease: str | float | timedelta = "30 seconds",
+        max_clock_skew: str | float | timedelta | None = "5 seconds",
         views: str = "thread",
         tune_gc: bool = True,
     ) -> None:
@@ -97,6 +108,9 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         self._max_batch = max_batch
         self._cache_size = cache_size
         self._lease = parse_duration(lease)
+        if self._lease.total_seconds() <= 0:
+            raise InvalidInputError("lease must be a positive duration")
+        self._max_skew = None if max_clock_skew is None else parse_duration(max_clock_skew)
         self.workflows: dict[str, type[Workflow]] = {}
         """Every workflow this engine knows (and may start runs of)."""
         self.executed: dict[str, type[Workflow]] = {}
@@ -104,7 +118,8 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         self.callbacks: dict[str, Callback] = {}
         """The callbacks schedules may name (``register_callback``)."""
         self.instance_id = uuid.uuid4().hex
-        """This engine's name in schedule claims (unique per process and engine)."""
+        """This engine's name in run leases and schedule claims (unique per process and
+        engine)."""
         self._app: SignoffApplication | None = None
         self._views: ReadModels | None = None
         self._view_worker: ViewWorker | None = None
@@ -148,8 +163,14 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         await self.close()
 
     async def start(self) -> None:
-        """Opens the store and starts the runtime: resumes owned runs, fires timers."""
+        """Opens the store and starts the runtime: claims ready runs, fires timers.
+
+        Raises:
+            ClockSkewError: this engine's clock is too far from the store's.
+        """
         await asyncio.get_running_loop().run_in_executor(None, self._open)
+        if self._runtime is None:
+            await self._in_reader(self._check_clock)
         if self._tune_gc and not self._gc_tuned:
             gc_tuning.tune()
             self._gc_tuned = True
@@ -168,6 +189,7 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
                 lease=self._lease,
                 engine=self,
                 read=lambda query: self._read(lambda app: query()),
+                listen=ready_listener_for(self._app.recorder),
             )
             await self._runtime.start()
             if self._view_worker is not None:
@@ -188,6 +210,10 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
             await loop.run_in_executor(None, views.stop)
         if writer is not None:
             await loop.run_in_executor(None, writer.stop)
+        if app is not None and runtime is not None:  # the runs it held resume elsewhere now
+            store: LeaseStore = app.recorder  # type: ignore[assignment]
+            with contextlib.suppress(Exception):  # unreachable store: the leases run out
+                await loop.run_in_executor(None, store.release_all, self.instance_id)
         if view_worker is not None:
             await loop.run_in_executor(None, view_worker.stop)
         if readers is not None:
@@ -206,6 +232,19 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         if self._runtime is None:
             raise RuntimeError("the engine is not started (use `async with engine:`)")
         await self._runtime.settle()
+
+    def _check_clock(self) -> None:
+        """Refuses to start with a clock too far from the store's (measured from the middle
+        of the round trip)."""
+        if self._max_skew is None or isinstance(self.clock, ManualClock):
+            return
+        store: LeaseStore = self.application.recorder  # type: ignore[assignment]
+        before = self.clock.now().timestamp()
+        store_now = store.store_time()
+        after = self.clock.now().timestamp()
+        skew = (before + after) / 2 - store_now
+        if abs(skew) > self._max_skew.total_seconds() + (after - before) / 2:
+            raise ClockSkewError(skew, self._max_skew.total_seconds())
 
     def _open(self) -> None:
         with self._opening:
@@ -232,6 +271,8 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
                     max_batch=self._max_batch,
                     cache_size=self._cache_size,
                     on_commit=worker.nudge if worker is not None else self._views.runner.nudge,
+                    owner=self.instance_id,
+                    lease_seconds=self._lease.total_seconds(),
                 )
 
     @property
@@ -271,10 +312,6 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
     def read_models(self) -> ReadModels:
         """The projections of this store (opened on first use): for rebuilds and exports."""
         return self._read_models()
-
-    def _wake(self, run_id: str, snapshot: run_units.RunSnapshot | None = None) -> None:
-        if self._runtime is not None:
-            self._runtime.activate(run_id, snapshot=snapshot)
 
     def _command_id(self, given: str | None) -> str:
         return given or self._ids()
@@ -397,12 +434,9 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         """Withdraws a pending approval (its requester only)."""
         cmd = validate(Cancel, {"by": by, "reason": reason})
         cid = self._command_id(command_id)
-        info = await self._write(
+        return await self._write(
             lambda s: approval_units.cancel(s, approval_id, cmd, command_id=cid)
         )
-        if info.workflow_id:
-            self._wake(info.workflow_id)
-        return info
 
     async def reassign(
         self,
@@ -435,17 +469,9 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         self, approval_id: str, decision: str, cmd: Decide, command_id: str | None
     ) -> ApprovalInfo:
         cid = self._command_id(command_id)
-
-        def vote(s: Session) -> tuple[ApprovalInfo, run_units.RunSnapshot | None]:
-            info = approval_units.decide(s, approval_id, decision, cmd, command_id=cid)
-            run_id = info.workflow_id
-            settled = run_id is not None and info.status != "pending"
-            return info, run_units.ready_after(s, run_id, settled) if run_id else None
-
-        info, ready = await self._write(vote)
-        if ready is not None:
-            self._wake(ready.id, ready)
-        return info
+        return await self._write(
+            lambda s: approval_units.decide(s, approval_id, decision, cmd, command_id=cid)
+        )
 
     async def get_approval(self, approval_id: str) -> ApprovalInfo:
         """The approval's status, policy and votes."""

@@ -18,6 +18,7 @@ from signoff.domain.approval import Approval
 from signoff.domain.base import SYSTEM_ACTOR, Cause
 from signoff.domain.errors import IllegalTransitionError, SignoffError
 from signoff.domain.workflow_run import QUEUED, RUNNING, WAITING, WorkflowRun
+from signoff.leases import Lease
 from signoff.session import Session
 from signoff.views import ApprovalInfo
 
@@ -35,6 +36,7 @@ class RunSnapshot:
     name: str
     status: str
     generation: int
+    version: int
     params: dict[str, Any]
     metadata: dict[str, Any]
     steps: dict[str, dict[str, Any]]
@@ -51,6 +53,7 @@ class RunSnapshot:
             run.name,
             run.status,
             run.generation,
+            run.version,
             run.params,
             run.metadata,
             run.steps,
@@ -61,42 +64,57 @@ class RunSnapshot:
         )
 
 
-def ready_after(session: Session, run_id: str, ready: bool) -> RunSnapshot | None:
-    """The run's snapshot when a unit readied it (for its activation), else None."""
-    if not ready:
-        return None
-    run = session.get(WorkflowRun, run_id)
-    return RunSnapshot.of(run) if run.status == QUEUED else None
+def snapshot(session: Session, run_id: str) -> RunSnapshot:
+    """A unit that reads a run's snapshot, fast-forwarded with what other engines stored
+    (run after the lease is taken, so that nothing newer can be written meanwhile)."""
+    return RunSnapshot.of(session.get(WorkflowRun, run_id, fresh=True))
 
 
-def snapshot(session: Session, run_id: str, *, fresh: bool = False) -> RunSnapshot:
-    """A unit that reads a run's snapshot (``fresh``: from the store, not the cache)."""
-    return RunSnapshot.of(session.get(WorkflowRun, run_id, fresh=fresh))
+def claim(session: Session, run_id: str) -> None:
+    """A unit that claims ``run_id`` for this engine when it is ready (and no live lease
+    holds it): its transaction takes the lease, and the writer hands the run over."""
+    run = session.get(WorkflowRun, run_id, fresh=True)
+    if run.status in (QUEUED, RUNNING):
+        session.ready(run)
+
+
+def release(session: Session, *, lease: Lease) -> None:
+    """A unit that gives up this engine's lease of a run (its activation is done)."""
+    session.release(lease.run_id, lease.token)
 
 
 class RunWrite(Generic[T]):
     """A unit that changes a run on behalf of one of its activations.
 
-    It refuses (and flags ``run_moved_on``) when the run was restarted or is no
-    longer executable, then records the activation's buffered reports and
-    applies ``change``. It returns the change's value and a fresh snapshot.
+    The write carries the activation's lease (it commits only while the engine
+    still holds the run). It refuses (and flags ``run_moved_on``) when the run
+    was restarted or is no longer executable, and flags ``stale`` when the run
+    changed since the activation's snapshot (so that a conflict it meets is
+    the activation's news, not the workflow's error). It records the
+    activation's buffered reports, applies ``change``, gives the lease up when
+    the run no longer needs an engine (it waits or ended), and returns the
+    change's value and a fresh snapshot.
     """
 
     def __init__(
         self,
-        run_id: str,
-        generation: int,
+        snapshot: RunSnapshot,
+        token: int,
         reports: list[tuple[str, Any]],
         change: Callable[[WorkflowRun, Session, RunWrite[T]], T],
         make_cause: Callable[..., Cause],
     ) -> None:
-        self.run_id = run_id
-        self.generation = generation
+        self.run_id = snapshot.id
+        self.generation = snapshot.generation
+        self.version = snapshot.version
+        self.token = token
         self.reports = reports
         self.change = change
         self._make_cause = make_cause
         self._cause: Cause | None = None
         self.run_moved_on = False
+        self.stale = False
+        self.released = False
 
     def cause(self) -> Cause:
         """The cause of what the runtime records: actor ``system``, one command id and
@@ -106,13 +124,19 @@ class RunWrite(Generic[T]):
         return self._cause
 
     def __call__(self, session: Session) -> tuple[T, RunSnapshot]:
+        session.fence(self.run_id, self.token)
         run = session.get(WorkflowRun, self.run_id)
+        self.stale = run.version != self.version
+        self.released = False
         if run.generation != self.generation or run.status not in (QUEUED, RUNNING):
             self.run_moved_on = True
             raise IllegalTransitionError(self.run_id, run.status, "continue")
         for kind, value in self.reports:
             run.report(self.cause(), kind=kind, value=value)
         value = self.change(run, session, self)
+        if run.status not in (QUEUED, RUNNING):
+            session.release(self.run_id, self.token)
+            self.released = True
         return value, RunSnapshot.of(run)
 
 
@@ -237,8 +261,8 @@ def decide(
 
 def send_event(
     session: Session, run_id: str, event_type: str, payload: Any, *, actor: str, command_id: str
-) -> bool:
-    """Delivers an event to the run; returns whether a waiting run became ready."""
+) -> None:
+    """Delivers an event to the run; readies it when it waited for that event."""
     run = session.get(WorkflowRun, run_id)
     cause = session.app.cause(actor, command_id=command_id)
     run.receive_event(cause, event_type=event_type, payload=payload)
@@ -247,38 +271,43 @@ def send_event(
         waiting = run.unconsumed_event(event_type)
         if waiting is not None:
             run.resolve_wait(cause, name=pending[0], outcome="event", value=waiting[0])
-    return run.status == QUEUED
+            _ready_if_queued(session, run)
 
 
-def time_out(session: Session, run_id: str, name: str, *, command_id: str) -> bool:
-    """Ends wait ``name`` whose deadline passed; returns whether the run became ready.
+def time_out(session: Session, run_id: str, name: str, *, command_id: str) -> None:
+    """Ends wait ``name`` whose deadline passed, readying the run.
 
     Does nothing when the wait was resolved meanwhile (timers may fire twice).
     """
-    run = session.get(WorkflowRun, run_id)
+    run = session.get(WorkflowRun, run_id, fresh=True)
     wait = run.waits.get(name)
     if not run.is_active or wait is None or name in run.resolutions:
-        return False
+        return
     if wait["kind"] == "approval":  # the approval's own timer applies its on_timeout policy
-        return False
+        return
     now = session.app.clock.now()
     if wait["deadline"] is None or now < wait["deadline"]:
-        return False
+        return
     cause = session.app.cause(SYSTEM_ACTOR, reason="deadline passed", command_id=command_id)
     outcome = "timeout" if wait["kind"] == "event" else "elapsed"
     run.resolve_wait(cause, name=name, outcome=outcome)
-    return run.status == QUEUED
+    _ready_if_queued(session, run)
 
 
-def retry_due(session: Session, run_id: str, *, command_id: str) -> bool:
-    """Readies a run whose step retry is due; returns whether it became ready."""
-    run = session.get(WorkflowRun, run_id)
+def retry_due(session: Session, run_id: str, *, command_id: str) -> None:
+    """Readies a run whose step retry is due."""
+    run = session.get(WorkflowRun, run_id, fresh=True)
     retry_at = run.pending_retry()
     now = session.app.clock.now()
     if run.status != WAITING or run.current_wait is not None or retry_at is None or now < retry_at:
-        return run.status == QUEUED
+        return
     run.wake(session.app.cause(SYSTEM_ACTOR, reason="step retry due", command_id=command_id))
-    return True
+    session.ready(run)
+
+
+def _ready_if_queued(session: Session, run: WorkflowRun) -> None:
+    if run.status == QUEUED:
+        session.ready(run)
 
 
 def control(session: Session, run_id: str, action: str, cause: Cause) -> str:
@@ -295,4 +324,5 @@ def control(session: Session, run_id: str, action: str, cause: Cause) -> str:
                 system = Cause(SYSTEM_ACTOR, cause.command_id, cause.timestamp, f"run {action}d")
                 approval.cancel(system)
     getattr(run, action)(cause)
+    _ready_if_queued(session, run)
     return run.status

@@ -1,14 +1,17 @@
-"""The workflow runtime: activations, timers, and resuming runs after a restart.
+"""The workflow runtime: activations, run leases, timers, and resuming runs.
 
-- An activation runs a run's code until it completes, errors or waits. One
-  run has at most one activation in this process; a wake-up that arrives
-  while it executes makes it go round once more.
+- An engine executes a run only while it holds the run's lease (see
+  ``signoff.leases``). Runs that a command of this engine makes ready are
+  claimed in that command's own transaction and start at once; runs made
+  ready elsewhere, or left by an engine that died (its leases expired), are
+  claimed by polling the index (woken at once by PostgreSQL's NOTIFY), a
+  bounded number at a time so that several engines share them.
+- One run has at most one activation in this process; a wake-up that
+  arrives while it executes makes it go round once more. A lease is renewed
+  while its activation lives (a slow step) and given up when it ends.
 - Timers (wait deadlines, step retries) come from the index table ordered
   by due time; the timer loop reads only what is due, so a million waiting
   runs cost rows, not Python objects.
-- On start, every queued or running run of a registered workflow is resumed;
-  runs that other processes made ready (a decision taken elsewhere) are
-  picked up by polling the index.
 """
 
 from __future__ import annotations
@@ -18,23 +21,33 @@ import contextlib
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from signoff import approval_units, run_units, schedule_units
-from signoff.activation import Activation
+from signoff.activation import Activation, End
 from signoff.application import SignoffApplication
 from signoff.clock import Clock
 from signoff.domain.base import Cause
 from signoff.domain.errors import NotFoundError
-from signoff.domain.workflow_run import QUEUED, RUNNING
+from signoff.domain.workflow_run import QUEUED, RUNNING, WorkflowRun
 from signoff.index import RunIndex, TimerRow, epoch
+from signoff.leases import Lease, LeaseStore
+from signoff.run_units import RunSnapshot
 from signoff.workflow import Workflow
 from signoff.writer import GroupCommitWriter
 
 T = TypeVar("T")
 log = logging.getLogger("signoff.runtime")
+
+PICKUP_BATCH = 64
+"""Most ready runs one poll claims: engines polling together share a backlog."""
+
+Listen = Callable[[Callable[[], None], threading.Event], None]
+"""Blocks, calling its first argument whenever the store announces ready runs, until its
+second is set (PostgreSQL's LISTEN)."""
 
 
 class Runtime:
@@ -54,33 +67,50 @@ class Runtime:
         callbacks: dict[str, Callable[[Any, Any], Any]] | None = None,
         owner: str = "signoff",
         engine: Any = None,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta = timedelta(seconds=30),
+        listen: Listen | None = None,
     ) -> None:
         self.app = app
         self.writer = writer
         self.workflows = workflows
         self.clock = clock
         self.poll_interval = poll_interval
+        self.max_concurrent = max_concurrent
         self.step_observer = step_observer
         self._reader = read
         self.callbacks = callbacks if callbacks is not None else {}
         self.owner = owner
         self.engine = engine
         self.lease = lease
+        self._listen = listen
         self._limit = asyncio.Semaphore(max_concurrent)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._held: dict[str, int] = {}
+        """Leases this engine holds for its activations: run id -> token."""
+        self._handoff: dict[str, tuple[Lease, RunSnapshot | None]] = {}
+        """Runs claimed while their previous activation was still ending."""
         self._again: set[str] = set()
         self._fired: set[tuple[str, str, float]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._timer_pass = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._poked = asyncio.Event()
+        self._stopping = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def index(self) -> RunIndex:
         """The run and timer index of the store."""
         index: Any = self.app.recorder
         return index  # type: ignore[no-any-return]
+
+    @property
+    def leases(self) -> LeaseStore:
+        """The store's run leases."""
+        store: Any = self.app.recorder
+        return store  # type: ignore[no-any-return]
 
     def cause(self, actor: str, *, reason: str | None = None) -> Cause:
         """A cause for something recorded now."""
@@ -89,24 +119,50 @@ class Runtime:
     # Lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resumes the runs this process owns and starts the timer and poll loops."""
-        await self._pick_up((QUEUED, RUNNING))
+        """Claims the runs ready to execute and starts the timer, poll and lease loops."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping.clear()
+        self.writer.executes = self.workflows.__contains__
+        self.writer.on_ready = self._claimed_by_writer
+        await self._pick_up()
         self._loops = [
-            asyncio.create_task(self._loop(self._fire_due_timers), name="signoff-timers"),
-            asyncio.create_task(self._loop(lambda: self._pick_up((QUEUED,))), name="signoff-poll"),
+            asyncio.create_task(self._every(self._fire_due_timers), name="signoff-timers"),
+            asyncio.create_task(self._every(self._pick_up, poke=True), name="signoff-poll"),
+            asyncio.create_task(self._renew_leases(), name="signoff-leases"),
         ]
+        if self._listen is not None:
+            self._listener = threading.Thread(
+                target=self._listen,
+                args=(self.poke, self._stopping),
+                name="signoff-ready-listener",
+                daemon=True,
+            )
+            self._listener.start()
 
     async def stop(self) -> None:
-        """Stops the loops and cancels the activations in flight (their runs resume
-        on the next start: nothing is lost)."""
+        """Stops the loops and cancels the activations in flight (their runs resume once
+        the engine gives up their leases, on close: nothing is lost)."""
+        self._stopping.set()
+        self.writer.on_ready = None
+        self.writer.executes = None
         for task in [*self._loops, *self._tasks.values()]:
             task.cancel()
         for task in [*self._loops, *self._tasks.values()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._loops.clear()
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.join)
+            self._listener = None
 
-    async def _loop(self, tick: Callable[[], Any]) -> None:
+    def poke(self) -> None:
+        """Looks for ready runs now rather than at the next poll (from any thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._poked.set)
+
+    async def _every(self, tick: Callable[[], Any], *, poke: bool = False) -> None:
         while True:
             try:
                 await tick()
@@ -114,7 +170,12 @@ class Runtime:
                 raise
             except Exception:  # keep the loop alive; the next tick retries
                 log.exception("signoff runtime loop failed; retrying")
-            await asyncio.sleep(self.poll_interval)
+            if poke:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poked.wait(), self.poll_interval)
+                self._poked.clear()
+            else:
+                await asyncio.sleep(self.poll_interval)
 
     async def _read(self, query: Callable[[], T]) -> T:
         if self._reader is not None:
@@ -122,66 +183,131 @@ class Runtime:
             return result
         return await asyncio.get_running_loop().run_in_executor(None, query)
 
-    # Activations -------------------------------------------------------------
+    # Leases ------------------------------------------------------------------
 
-    def activate(
-        self,
-        run_id: str,
-        *,
-        changed_elsewhere: bool = False,
-        snapshot: run_units.RunSnapshot | None = None,
-    ) -> None:
-        """Makes sure the run executes (again) soon.
+    def _claimed_by_writer(self, claimed: list[tuple[Lease, WorkflowRun]]) -> None:
+        """Runs a committed transaction claimed (on the writer thread): their snapshots are
+        taken here, while the aggregates are as committed, and activated on the loop."""
+        loop = self._loop
+        if loop is None or self._stopping.is_set():
+            return
+        ready = [(lease, RunSnapshot.of(run)) for lease, run in claimed]
+        with contextlib.suppress(RuntimeError):  # the loop closed: the leases expire
+            loop.call_soon_threadsafe(self._begin_all, ready)
 
-        ``changed_elsewhere``: another process may have changed the run, so the
-        activation reads it from the store rather than the writer's cache.
-        ``snapshot``: the run as the write that readied it left it (saves a read).
-        """
+    def _begin_all(self, ready: list[tuple[Lease, RunSnapshot]]) -> None:
+        for lease, snapshot in ready:
+            self.begin(lease, snapshot)
+
+    def begin(self, lease: Lease, snapshot: RunSnapshot | None = None) -> None:
+        """Executes a run this engine claimed (``snapshot``: the run as the claiming
+        transaction left it; otherwise it is read once the lease is held)."""
+        if self._stopping.is_set():
+            return
+        run_id = lease.run_id
+        self._held[run_id] = lease.token
         if run_id in self._tasks:
+            self._handoff[run_id] = (lease, snapshot)
             self._again.add(run_id)
             return
         self._idle.clear()
-        task = self._activate(run_id, fresh=changed_elsewhere, snapshot=snapshot)
+        task = self._activate(lease, snapshot)
         self._tasks[run_id] = asyncio.get_running_loop().create_task(task)
 
-    async def _activate(
-        self, run_id: str, *, fresh: bool, snapshot: run_units.RunSnapshot | None
-    ) -> None:
+    def wake(self, run_id: str) -> None:
+        """Makes an activation of ``run_id`` in flight go round once more."""
+        if run_id in self._tasks:
+            self._again.add(run_id)
+
+    async def _pick_up(self) -> None:
+        """Claims ready runs no live lease holds (made ready elsewhere, or left by an
+        engine that died), a bounded number at a time."""
+        names = list(self.workflows)
+        room = min(PICKUP_BATCH, self.max_concurrent - len(self._tasks))
+        if not names or room <= 0:
+            return
+        seconds = self.lease.total_seconds()
+        claimed = await self._read(
+            lambda: self.leases.claim_ready(self.owner, names, room, seconds)
+        )
+        for lease in claimed:
+            self.begin(lease)
+        if len(claimed) == room:
+            self._poked.set()  # more may be waiting: look again at once
+
+    async def _renew_leases(self) -> None:
+        """Renews the leases of the activations in flight, three times per lease."""
+        seconds = self.lease.total_seconds()
+        while True:
+            await asyncio.sleep(seconds / 3)
+            renew = functools.partial(
+                self.leases.renew_leases, self.owner, list(self._held), seconds
+            )
+            try:
+                await self._read(renew)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next round retries; the fence guards the writes
+                log.exception("could not renew run leases; retrying")
+
+    def _let_go(self, lease: Lease) -> None:
+        if self._held.get(lease.run_id) == lease.token:
+            del self._held[lease.run_id]
+
+    async def _release(self, lease: Lease) -> None:
+        await self.writer.submit(functools.partial(run_units.release, lease=lease))
+        self._let_go(lease)
+
+    # Activations -------------------------------------------------------------
+
+    async def _activate(self, lease: Lease, snapshot: RunSnapshot | None) -> None:
+        run_id = lease.run_id
+        current: Lease | None = lease
         try:
             async with self._limit:
-                while True:
-                    self._again.discard(run_id)
-                    if snapshot is not None:
-                        snap, snapshot = snapshot, None
-                    else:
-                        snap = await self.writer.submit(
-                            lambda s: run_units.snapshot(s, run_id, fresh=fresh)
-                        )
-                    workflow = self.workflows.get(snap.name)
-                    if workflow is None or snap.status not in (QUEUED, RUNNING):
-                        if run_id not in self._again:
-                            return
-                        continue
-                    await Activation(self, workflow, snap).execute()
-                    if run_id not in self._again:
-                        return
+                while current is not None:
+                    current, snapshot = await self._activate_once(current, snapshot)
         except NotFoundError:
             return
-        except Exception:
-            log.exception("activation of run %s failed; it resumes on the next start", run_id)
+        except Exception:  # the lease runs out and the run is taken up again then
+            log.exception("activation of run %s failed; retried when its lease expires", run_id)
         finally:
             self._tasks.pop(run_id, None)
+            self._held.pop(run_id, None)
+            self._handoff.pop(run_id, None)
             if not self._tasks:
                 self._idle.set()
 
-    async def _pick_up(self, statuses: tuple[str, ...]) -> None:
-        names = list(self.workflows)
-        if not names:
-            return
-        ready = await self._read(lambda: self.index.runs_in_status(names, statuses, 10_000))
-        for run_id in ready:
-            if run_id not in self._tasks:
-                self.activate(run_id, changed_elsewhere=True)
+    async def _activate_once(
+        self, lease: Lease, snapshot: RunSnapshot | None
+    ) -> tuple[Lease | None, RunSnapshot | None]:
+        """Executes the run once; returns the lease and snapshot to go round with, if the
+        run needs executing again."""
+        run_id = lease.run_id
+        self._again.discard(run_id)
+        if snapshot is None:
+            snapshot = await self.writer.submit(lambda s: run_units.snapshot(s, run_id))
+        workflow = self.workflows.get(snapshot.name)
+        if workflow is None or snapshot.status not in (QUEUED, RUNNING):
+            await self._release(lease)
+        else:
+            activation = Activation(self, workflow, snapshot, lease.token)
+            end = await activation.execute()
+            if end is End.HELD:
+                after = activation.snapshot.version
+                fresh = await self.writer.submit(lambda s: run_units.snapshot(s, run_id))
+                if fresh.status in (QUEUED, RUNNING) and (
+                    fresh.version != after or run_id in self._again
+                ):
+                    return lease, fresh  # it changed meanwhile: replay it as it is now
+                await self._release(lease)
+            else:
+                self._let_go(lease)
+        handoff = self._handoff.pop(run_id, None)
+        if handoff is None and run_id in self._again:
+            await self.writer.submit(lambda s: run_units.claim(s, run_id))
+            handoff = self._handoff.pop(run_id, None)
+        return handoff if handoff is not None else (None, None)
 
     # Timers ------------------------------------------------------------------
 
@@ -215,33 +341,20 @@ class Runtime:
                 await self._fire_schedule(timer.target_id)
                 return
             if timer.kind == "approval":
-                run_id = await self.writer.submit(
+                await self.writer.submit(
                     lambda s: approval_units.on_timer(
                         s, timer.target_id, timer.key, command_id=command_id
                     )
                 )
-                if run_id is not None:
-                    self.activate(run_id)
-                return
-            if timer.kind == "wait":
+            elif timer.kind == "wait":
                 name = timer.key.removeprefix("wait:")
-                ready = await self.writer.submit(
-                    lambda s: run_units.ready_after(
-                        s,
-                        timer.target_id,
-                        run_units.time_out(s, timer.target_id, name, command_id=command_id),
-                    )
+                await self.writer.submit(
+                    lambda s: run_units.time_out(s, timer.target_id, name, command_id=command_id)
                 )
             else:
-                ready = await self.writer.submit(
-                    lambda s: run_units.ready_after(
-                        s,
-                        timer.target_id,
-                        run_units.retry_due(s, timer.target_id, command_id=command_id),
-                    )
+                await self.writer.submit(
+                    lambda s: run_units.retry_due(s, timer.target_id, command_id=command_id)
                 )
-            if ready is not None:
-                self.activate(timer.target_id, snapshot=ready)
         except NotFoundError:
             pass
         except Exception:
@@ -304,7 +417,7 @@ class Runtime:
             await asyncio.sleep(0)
             fired = await self._fire_due_timers()
             if not fired and not self._tasks:
-                await self._pick_up((QUEUED,))
+                await self._pick_up()
                 if not self._tasks:
                     return
         raise RuntimeError("the runtime did not settle")

@@ -1,12 +1,15 @@
-"""A unit of work's view of the store: the aggregates it loads, changes and adds."""
+"""A unit of work's view of the store: the aggregates it loads, changes and adds, and the
+run leases its transaction takes, checks and gives up."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from signoff.domain.base import SignoffAggregate
 from signoff.domain.errors import AlreadyExistsError
+from signoff.domain.workflow_run import WorkflowRun
+from signoff.leases import LeaseWork
 
 if TYPE_CHECKING:
     from signoff.application import SignoffApplication
@@ -29,9 +32,17 @@ class Session:
         cache: AggregateSource | None,
         *,
         verify_new: bool = False,
+        leases: LeaseWork | None = None,
+        executes: Callable[[str], bool] | None = None,
     ) -> None:
         self.app = app
         self.verify_new = verify_new
+        self.leases = leases
+        """The transaction's lease work (None: a session that takes no leases)."""
+        self._executes = executes
+        self.readied: dict[str, WorkflowRun] = {}
+        """Runs this session made ready to execute."""
+        self._unit_mark: tuple[tuple[int, int, int, bool], int] | None = None
         self._cache = cache
         self._loaded: dict[str, SignoffAggregate] = {}
         self._base_version: dict[str, int] = {}
@@ -80,6 +91,40 @@ class Session:
         """Starts tracking what the next unit touches (to detect half-done changes)."""
         self._unit_versions = {}
         self.used_cache = False
+        if self.leases is not None:
+            self._unit_mark = (self.leases.mark(), len(self.readied))
+
+    def undo_unit(self) -> None:
+        """Forgets the lease work of a unit that failed without changing anything."""
+        if self.leases is not None and self._unit_mark is not None:
+            mark, readied = self._unit_mark
+            self.leases.undo(mark)
+            for run_id in list(self.readied)[readied:]:
+                del self.readied[run_id]
+
+    # Leases ------------------------------------------------------------------
+
+    def ready(self, run: WorkflowRun) -> None:
+        """Notes that ``run`` is ready to execute: the transaction claims it for this engine
+        when it executes that workflow, and wakes the other engines otherwise."""
+        if self.leases is None or run.id in self.readied:
+            return
+        self.readied[run.id] = run
+        if self._executes is not None and self._executes(run.name):
+            self.leases.claims.append(run.id)
+        else:
+            self.leases.announce = True
+
+    def fence(self, run_id: str, token: int) -> None:
+        """Commits the transaction only while this engine still holds ``run_id`` with
+        ``token`` (else it raises LeaseLostError and nothing is written)."""
+        if self.leases is not None:
+            self.leases.fences[run_id] = token
+
+    def release(self, run_id: str, token: int) -> None:
+        """Gives up this engine's lease of ``run_id`` when the transaction commits."""
+        if self.leases is not None:
+            self.leases.releases[run_id] = token
 
     def unit_changed(self) -> bool:
         """Tells whether the current unit gave any aggregate new events (or added one)."""

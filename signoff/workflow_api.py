@@ -35,9 +35,6 @@ class WorkflowCommands:
     async def _read(self, use_case: Callable[[SignoffApplication], T]) -> T:
         raise NotImplementedError
 
-    def _wake(self, run_id: str, snapshot: run_units.RunSnapshot | None = None) -> None:
-        raise NotImplementedError
-
     async def run_workflow(
         self,
         name: str,
@@ -84,7 +81,7 @@ class WorkflowCommands:
         run_id = cmd.id or self._ids()
         command_id = self._ids()
 
-        def start(session: Session) -> run_units.RunSnapshot:
+        def start(session: Session) -> str:
             cause = session.app.cause(cmd.by, command_id=command_id)
             run = WorkflowRun.start(
                 run_id=run_id,
@@ -94,11 +91,10 @@ class WorkflowCommands:
                 cause=cause,
             )
             session.add(run, check_store=cmd.id is not None)
-            return run_units.RunSnapshot.of(run)
+            session.ready(run)
+            return run.id
 
-        started = await self._write(start)
-        self._wake(started.id, started)
-        return started.id
+        return await self._write(start)
 
     async def approve_workflow(
         self,
@@ -148,16 +144,11 @@ class WorkflowCommands:
         self, workflow_id: str, decision: str, cmd: Decide, wait: str | None
     ) -> ApprovalInfo | None:
         command_id = self._ids()
-
-        def vote(s: Session) -> tuple[ApprovalInfo | None, run_units.RunSnapshot | None]:
-            info = run_units.decide(s, workflow_id, decision, cmd, command_id=command_id, wait=wait)
-            settled = info is not None and info.status != "pending"
-            return info, run_units.ready_after(s, workflow_id, settled)
-
-        info, ready = await self._write(vote)
-        if ready is not None:
-            self._wake(workflow_id, ready)
-        return info
+        return await self._write(
+            lambda s: run_units.decide(
+                s, workflow_id, decision, cmd, command_id=command_id, wait=wait
+            )
+        )
 
     async def send_event(
         self,
@@ -170,13 +161,11 @@ class WorkflowCommands:
         """Delivers an event to the run's ``step.wait_for_event`` (now or when it gets there)."""
         cmd = validate(SendEvent, {"type": type, "payload": payload, "by": by})
         command_id = self._ids()
-        ready = await self._write(
+        await self._write(
             lambda s: run_units.send_event(
                 s, workflow_id, cmd.type, cmd.payload, actor=cmd.by, command_id=command_id
             )
         )
-        if ready:
-            self._wake(workflow_id)
 
     async def _control(
         self, workflow_id: str, action: str, by: str, reason: str | None
@@ -189,10 +178,7 @@ class WorkflowCommands:
             run_units.control(session, workflow_id, action, cause)
             return WorkflowInfo.of(session.get(WorkflowRun, workflow_id))
 
-        info = await self._write(act)
-        if info.status == "queued":
-            self._wake(workflow_id)
-        return info
+        return await self._write(act)
 
     async def terminate_workflow(
         self, workflow_id: str, *, by: str = API_ACTOR, reason: str | None = None

@@ -15,7 +15,14 @@ Failure handling keeps the batching invisible:
 - a unit that raises after emitting events would leave half a change in the
   working set: the whole batch is then run again one unit per transaction;
 - a save that loses an optimistic-concurrency race (another process wrote
-  first) is retried unit by unit, each reloading what it touches.
+  first) is retried unit by unit, each reloading what it touches;
+- a save refused because a run's lease was lost (another engine took the run
+  over) is retried unit by unit too: only the units that wrote for that run
+  fail, with ``LeaseLostError``.
+
+Each transaction also carries the batch's run leases (``signoff.leases``):
+runs the batch made ready are claimed for this engine in the same
+transaction, and handed to ``on_ready`` once it committed.
 """
 
 from __future__ import annotations
@@ -33,14 +40,19 @@ from eventsourcing.persistence import IntegrityError
 
 from signoff.application import MAX_ATTEMPTS, SignoffApplication
 from signoff.domain.base import SignoffAggregate
-from signoff.domain.errors import ConcurrencyError, SignoffError
+from signoff.domain.errors import ConcurrencyError, LeaseLostError, SignoffError
+from signoff.domain.workflow_run import WorkflowRun
 from signoff.index import IndexUpdate, TimerRow
+from signoff.leases import Lease, LeaseStore, LeaseWork
 from signoff.session import Session
 
 T = TypeVar("T")
 
 IndexFor = Callable[[list[SignoffAggregate]], dict[str, Any]]
 """Works out the index rows to write with a save (keyword arguments of ``save``)."""
+
+OnReady = Callable[[list[tuple[Lease, WorkflowRun]]], None]
+"""Told, on the writer thread, of the runs a transaction claimed for this engine."""
 
 
 class AggregateCache:
@@ -145,10 +157,19 @@ class GroupCommitWriter:
         max_batch: int = 512,
         cache_size: int = 10_000,
         on_commit: Callable[[], None] | None = None,
+        owner: str = "signoff",
+        lease_seconds: float = 30.0,
     ) -> None:
         self.app = app
         self.on_commit = on_commit
         """Called on the writer thread after each transaction that stored events."""
+        self.owner = owner
+        """This engine's name in run leases."""
+        self.lease_seconds = lease_seconds
+        self.executes: Callable[[str], bool] | None = None
+        """Tells whether this engine executes a workflow (its ready runs are then claimed);
+        set by the runtime while it runs."""
+        self.on_ready: OnReady | None = None
         self.index_for = index_for
         self.max_batch = max_batch
         self.cache = AggregateCache(cache_size)
@@ -213,10 +234,19 @@ class GroupCommitWriter:
             outcome = error
         self._resolve([(barrier, outcome)])
 
+    def _session(self, cache: AggregateCache | None, *, verify_new: bool = False) -> Session:
+        return Session(
+            self.app,
+            cache,
+            verify_new=verify_new,
+            leases=LeaseWork(self.owner, self.lease_seconds),
+            executes=self.executes,
+        )
+
     def _process(self, batch: list[Any]) -> None:
         self.batches += 1
         self.jobs += len(batch)
-        session = Session(self.app, self.cache)
+        session = self._session(self.cache)
         outcomes: list[tuple[Any, Any]] = []
         judge_alone: list[Any] = []
         for job in batch:
@@ -227,6 +257,7 @@ class GroupCommitWriter:
                 if session.unit_changed():
                     self._fall_back(batch, session)
                     return
+                session.undo_unit()
                 if session.used_cache:
                     judge_alone.append(job)  # a cached copy may be stale: judge again
                 else:
@@ -235,10 +266,11 @@ class GroupCommitWriter:
                 if session.unit_changed():
                     self._fall_back(batch, session)
                     return
+                session.undo_unit()
                 outcomes.append((job, error))
         try:
             self._save(session)
-        except IntegrityError:
+        except (IntegrityError, LeaseLostError):
             self._fall_back(batch, session)
             return
         except Exception as error:
@@ -247,6 +279,7 @@ class GroupCommitWriter:
             return
         for aggregate in session.all():
             self.cache.put(aggregate)
+        self._dispatch_ready(session)
         self._resolve(outcomes)
         for job in judge_alone:
             self._alone(job)
@@ -259,7 +292,7 @@ class GroupCommitWriter:
 
     def _alone(self, job: Any) -> None:
         for attempt in range(MAX_ATTEMPTS):
-            session = Session(self.app, None, verify_new=attempt > 0)
+            session = self._session(None, verify_new=attempt > 0)
             try:
                 value = job.unit(session)
             except Exception as error:
@@ -274,6 +307,7 @@ class GroupCommitWriter:
                 return
             for aggregate in session.all():
                 self.cache.put(aggregate)
+            self._dispatch_ready(session)
             self._resolve([(job, value)])
             return
         changed = session.changed()
@@ -281,16 +315,29 @@ class GroupCommitWriter:
 
     def _save(self, session: Session) -> None:
         changed = session.changed()
+        leases = session.leases
         if changed:
             index = self.index_for(changed)
             update: IndexUpdate | None = index.get("index")
             if update is not None:
                 self.cache.drop_unchanged_timers(update, changed)
-            self.app.store(*changed, **index)
+            self.app.store(*changed, leases=leases, **index)
             if update is not None:
                 self.cache.remember_timers(changed)
             if self.on_commit is not None:
                 self.on_commit()
+        elif leases:
+            store: LeaseStore = self.app.recorder  # type: ignore[assignment]
+            store.write_leases(leases)
+
+    def _dispatch_ready(self, session: Session) -> None:
+        """Hands the runs the committed transaction claimed for this engine to ``on_ready``
+        (before the units' callers hear their outcomes, so that an activation exists by
+        the time a caller looks)."""
+        granted = session.leases.granted if session.leases is not None else {}
+        if granted and self.on_ready is not None:
+            readied = session.readied
+            self.on_ready([(Lease(run_id, t), readied[run_id]) for run_id, t in granted.items()])
 
     def _resolve(self, outcomes: list[tuple[Any, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -9,7 +10,11 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
+from signoff.domain.errors import LeaseLostError
 from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow
+from signoff.leases import Lease, LeaseWork
+
+EXECUTABLE = ("queued", "running")
 
 
 class MemorySignoffRecorder(POPOApplicationRecorder):
@@ -20,19 +25,101 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         self._runs: dict[str, RunRow] = {}
         self._timers: dict[str, list[TimerRow]] = {}
         self._approvals: dict[str, ApprovalRow] = {}
+        self._leases: dict[str, tuple[str | None, int, float]] = {}
+        """Per run: owner, token, until (the process's clock: one process, one clock)."""
 
     def _insert_events(
         self,
         stored_events: Sequence[StoredEvent],
         *,
         index: IndexUpdate | None = None,
+        leases: LeaseWork | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
         with self._database_lock:
+            if leases is not None:
+                self._check_fences(leases)
             notification_ids = super()._insert_events(stored_events, **kwargs)
             if index:
                 self._apply(index)
+            if leases is not None:
+                self._settle(leases)
             return notification_ids
+
+    # Leases --------------------------------------------------------------------
+
+    def _holder(self, run_id: str) -> tuple[str | None, int]:
+        owner, token, _ = self._leases.get(run_id, (None, 0, 0.0))
+        return owner, token
+
+    def _is_free(self, run_id: str, now: float) -> bool:
+        owner, _, until = self._leases.get(run_id, (None, 0, 0.0))
+        run = self._runs.get(run_id)
+        return run is not None and run.status in EXECUTABLE and (owner is None or until < now)
+
+    def _take(self, run_id: str, owner: str, seconds: float, now: float) -> Lease:
+        token = self._holder(run_id)[1] + 1
+        self._leases[run_id] = (owner, token, now + seconds)
+        return Lease(run_id, token)
+
+    def _check_fences(self, work: LeaseWork) -> None:
+        lost = work.lost({run_id: self._holder(run_id) for run_id in work.fences})
+        if lost:
+            raise LeaseLostError(lost)
+
+    def _settle(self, work: LeaseWork) -> None:
+        now = time.time()
+        work.granted.clear()
+        for run_id, token in work.releases.items():
+            if self._holder(run_id) == (work.owner, token):
+                self._leases[run_id] = (None, token, 0.0)
+        for run_id in sorted(set(work.claims)):
+            if self._is_free(run_id, now):
+                work.granted[run_id] = self._take(run_id, work.owner, work.seconds, now).token
+            else:
+                work.announce = True
+
+    def write_leases(self, work: LeaseWork) -> None:
+        """Applies lease work that came without events."""
+        with self._database_lock:
+            self._settle(work)
+
+    def claim_ready(
+        self, owner: str, names: Sequence[str], limit: int, seconds: float
+    ) -> list[Lease]:
+        """Claims up to ``limit`` ready runs of the named workflows no live lease holds."""
+        with self._database_lock:
+            now = time.time()
+            ready = sorted(
+                (r for r in self._runs.values() if r.name in names and self._is_free(r.id, now)),
+                key=lambda r: (r.created_at, r.id),
+            )
+            return [self._take(r.id, owner, seconds, now) for r in ready[: max(0, limit)]]
+
+    def renew_leases(self, owner: str, run_ids: Sequence[str], seconds: float) -> None:
+        """Extends ``owner``'s leases of ``run_ids``."""
+        with self._database_lock:
+            now = time.time()
+            for run_id in run_ids:
+                held_by, token = self._holder(run_id)
+                if held_by == owner:
+                    self._leases[run_id] = (owner, token, now + seconds)
+
+    def release_all(self, owner: str) -> None:
+        """Gives up every lease ``owner`` holds."""
+        with self._database_lock:
+            for run_id, (held_by, token, _) in list(self._leases.items()):
+                if held_by == owner:
+                    self._leases[run_id] = (None, token, 0.0)
+
+    def store_time(self) -> float:
+        """The store's clock: this process's."""
+        return time.time()
+
+    def lease_holders(self, run_ids: Sequence[str]) -> dict[str, tuple[str | None, int]]:
+        """Who holds each run's lease, and its token."""
+        with self._database_lock:
+            return {run_id: self._holder(run_id) for run_id in run_ids if run_id in self._runs}
 
     def write_index(self, update: IndexUpdate) -> None:
         """Writes index rows on their own (rebuilding the index)."""

@@ -14,7 +14,14 @@ from psycopg.sql import SQL, Identifier
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
+from signoff.adapters.persistence.sql_leases import (
+    LEASE_COLUMNS,
+    LeaseDialect,
+    SqlLeases,
+    add_lease_columns,
+)
 from signoff.index import IndexUpdate
+from signoff.leases import LeaseWork
 
 _SIGNOFF_TABLES = (
     "signoff_runs",
@@ -35,6 +42,22 @@ def _dialect(schema: str) -> Dialect:
         seq="seq",
         seq_column=", seq BIGSERIAL",
         json_type="JSONB",
+    )
+
+
+def ready_channel(schema: str) -> str:
+    """The NOTIFY channel on which engines of one schema hear of runs ready for them."""
+    return f"signoff_ready_{schema}"[:63]
+
+
+def _lease_dialect(schema: str) -> LeaseDialect:
+    return LeaseDialect(
+        param="%s",
+        runs=f'"{schema}".signoff_runs',
+        now="extract(epoch from clock_timestamp())::float8",  # the database's clock
+        lock_rows=" FOR UPDATE",
+        skip_locked=" FOR UPDATE SKIP LOCKED",
+        notify=SQL("NOTIFY {}").format(Identifier(ready_channel(schema))).as_string(None),
     )
 
 
@@ -68,9 +91,9 @@ def setup_lock(datastore: PostgresDatastore) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
-class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
+class PostgresSignoffRecorder(SqlIndex, SqlLeases, SqlChain, PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL application recorder that also writes signoff's index and
-    extends the audit chain."""
+    run leases, and extends the audit chain."""
 
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
@@ -84,6 +107,12 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
             lambda: datastore.transaction(commit=True),
         )
         self.sql_create_statements.extend(SQL(s).format() for s in dialect.create_statements())
+        SqlLeases.__init__(
+            self,
+            _lease_dialect(datastore.schema),
+            lambda: datastore.transaction(commit=True),
+        )
+        self.ready_channel = ready_channel(datastore.schema)
         chain = _chain_tables(datastore.schema, events_table_name)
         SqlChain.__init__(self, chain, lambda: datastore.transaction(commit=False))
         self._insert_columns = SQL(
@@ -103,10 +132,24 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
         with setup_lock(self.datastore):
             if self._tables_exist():
                 self.datastore.register_type_adapters()  # what create_table ends with
-                return  # no DDL while other processes may be inserting
+                self._add_lease_columns()
+                return  # no other DDL while other processes may be inserting
             super().create_table()
             with self.datastore.transaction(commit=True) as curs:
                 self.backfill_chain(curs)
+
+    def _add_lease_columns(self) -> None:
+        """Adds the lease columns to a run index that predates them (only then: an ALTER
+        takes a lock that would stall other engines' writes)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = 'signoff_runs'",
+                (self.datastore.schema,),
+            )
+            existing = {row["column_name"] for row in curs.fetchall()}
+            if not {column for column, _ in LEASE_COLUMNS} <= existing:
+                add_lease_columns(curs, f'"{self.datastore.schema}".signoff_runs', existing)
 
     def _tables_exist(self) -> bool:
         """Tells whether the store is complete: every table, and the chain's head."""
@@ -158,8 +201,15 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         index: IndexUpdate | None = None,
+        leases: LeaseWork | None = None,
         **kwargs: Any,
     ) -> None:
+        """Writes the index and the leases first (before eventsourcing locks the events
+        table): the run rows are locked in one sorted statement, then written."""
         super()._insert_events(curs, stored_events, **kwargs)
+        if leases is not None:
+            self.lock_runs(curs, leases, [r.id for r in index.runs] if index else [])
         if index:
             self.write(curs, index)
+        if leases is not None:
+            self.settle_leases(curs, leases)

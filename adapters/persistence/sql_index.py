@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from signoff.adapters.persistence.bulk import BulkDelete, BulkInsert
+from signoff.adapters.persistence.sql_leases import LEASE_COLUMNS
 from signoff.index import IndexUpdate, TimerRow
 
 Cursor = Any
@@ -36,7 +37,9 @@ class Dialect:
             f"CREATE TABLE IF NOT EXISTS {self.runs} ("
             "id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, "
             "created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
-            f"completed_at DOUBLE PRECISION, metadata {self.json_type} NOT NULL)",
+            f"completed_at DOUBLE PRECISION, metadata {self.json_type} NOT NULL, "
+            + ", ".join(f"{column} {ddl}" for column, ddl in LEASE_COLUMNS)
+            + ")",
             f"CREATE INDEX IF NOT EXISTS {runs_index}_status "
             f"ON {self.runs} (status, name, created_at)",
             f"CREATE INDEX IF NOT EXISTS {runs_index}_created ON {self.runs} (created_at, id)",

@@ -10,7 +10,9 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
+from signoff.adapters.persistence.sql_leases import LeaseDialect, SqlLeases, add_lease_columns
 from signoff.index import IndexUpdate
+from signoff.leases import LeaseWork
 
 DIALECT = Dialect(
     param="?",
@@ -20,6 +22,15 @@ DIALECT = Dialect(
     seq="rowid",
     seq_column="",
     json_type="TEXT",
+)
+
+LEASES = LeaseDialect(
+    param="?",
+    runs="signoff_runs",
+    now="((julianday('now') - 2440587.5) * 86400.0)",  # this host's clock, as every engine's
+    lock_rows="",  # a write transaction holds the whole database
+    skip_locked="",
+    notify=None,  # engines on one SQLite file poll
 )
 
 CHAIN = ChainTables(
@@ -37,9 +48,9 @@ CHAIN = ChainTables(
 )
 
 
-class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
-    """eventsourcing's SQLite application recorder that also writes signoff's index and
-    extends the audit chain."""
+class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlChain, SQLiteApplicationRecorder):
+    """eventsourcing's SQLite application recorder that also writes signoff's index and run
+    leases, and extends the audit chain."""
 
     def __init__(
         self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
@@ -51,6 +62,7 @@ class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
             lambda: datastore.transaction(commit=False),
             lambda: datastore.transaction(commit=True),
         )
+        SqlLeases.__init__(self, LEASES, lambda: datastore.transaction(commit=True))
         SqlChain.__init__(self, CHAIN, lambda: datastore.transaction(commit=False))
 
     def construct_create_table_statements(self) -> list[str]:
@@ -62,8 +74,11 @@ class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
         ]
 
     def _create_table(self, c: SQLiteCursor) -> None:
-        """Creates the tables, then chains the events of a store that predates the chain."""
+        """Creates the tables, adds the lease columns to a run index that predates them, then
+        chains the events of a store that predates the chain."""
         super()._create_table(c)
+        c.execute(f"PRAGMA table_info({DIALECT.runs})")
+        add_lease_columns(c, DIALECT.runs, {row["name"] for row in c.fetchall()})
         self.backfill_chain(c)
 
     def _insert_all(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent]) -> list[int]:
@@ -86,11 +101,16 @@ class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         index: IndexUpdate | None = None,
+        leases: LeaseWork | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        notification_ids = self._insert_all(c, stored_events)
+        notification_ids = self._insert_all(c, stored_events)  # takes the write lock first
         if notification_ids:
             self.write_chain(c, notification_ids, stored_events)
+        if leases is not None:
+            self.lock_runs(c, leases, [r.id for r in index.runs] if index else [])
         if index:
             self.write(c, index)
+        if leases is not None:
+            self.settle_leases(c, leases)
         return notification_ids

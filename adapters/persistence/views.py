@@ -167,12 +167,13 @@ def views_for(recorder: Any) -> ViewDatabase:
 
 
 class Listener:
-    """Calls ``wake`` whenever PostgreSQL announces new events (eventsourcing's NOTIFY on
-    insert), until ``stopping`` is set; a lost connection is re-opened, and polling
-    covers what was stored meanwhile."""
+    """Calls ``wake`` whenever PostgreSQL announces news on ``channel`` (by default new
+    events: eventsourcing's NOTIFY on insert), until ``stopping`` is set; a lost
+    connection is re-opened, and polling covers what was announced meanwhile."""
 
-    def __init__(self, recorder: PostgresApplicationRecorder) -> None:
+    def __init__(self, recorder: PostgresApplicationRecorder, channel: str | None = None) -> None:
         self.recorder = recorder
+        self.channel = channel or recorder.channel_name
         self.backend_pid: int | None = None
         """The listening connection's server process (tests kill it)."""
 
@@ -182,7 +183,7 @@ class Listener:
         while not stopping.is_set():
             try:
                 with self.recorder.datastore.get_connection() as conn:
-                    channel = Identifier(self.recorder.channel_name)
+                    channel = Identifier(self.channel)
                     conn.execute(SQL("LISTEN {0}").format(channel))
                     self.backend_pid = conn.info.backend_pid
                     failures = 0
@@ -200,4 +201,12 @@ def notifier_for(recorder: Any) -> Listener | None:
     """The store's announcer of new events, if it has one (PostgreSQL)."""
     if isinstance(recorder, PostgresApplicationRecorder):
         return Listener(recorder)
+    return None
+
+
+def ready_listener_for(recorder: Any) -> Listener | None:
+    """The store's announcer of runs ready for an engine, if it has one (PostgreSQL)."""
+    channel = getattr(recorder, "ready_channel", None)
+    if isinstance(recorder, PostgresApplicationRecorder) and channel:
+        return Listener(recorder, channel)
     return None

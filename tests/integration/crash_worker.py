@@ -47,7 +47,8 @@ class Crashy(Workflow):
 
 
 async def main(store: str) -> None:
-    engine = Engine(store, poll_interval=0.02)
+    # A short lease: the runs a killed worker held resume two seconds later.
+    engine = Engine(store, poll_interval=0.02, lease="2 seconds")
     engine.register(Crashy)
     async with engine:
         while True:

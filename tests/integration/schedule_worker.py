@@ -22,7 +22,7 @@ from signoff import Engine
 CALLBACK = "stamp"
 READY = "@ready"
 LEASE = timedelta(seconds=1)
-"""The claim lease of this worker (the engine's default, 60 s, would make a test wait a
+"""The claim lease of this worker (the engine's default, 30 s, would make a test wait half a
 minute for each schedule whose claimant was killed)."""
 
 
