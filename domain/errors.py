@@ -13,7 +13,8 @@
     │   ├── NotYetDueError
     │   ├── AlreadyExistsError
     │   ├── ConcurrencyError
-    │   └── LeaseLostError
+    │   ├── LeaseLostError
+    │   └── IdempotencyKeyLostError
     ├── ForbiddenError
     │   ├── SelfApprovalError
     │   ├── NotAnApproverError
@@ -143,6 +144,15 @@ class LeaseLostError(ConflictError):
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__(f"the lease of run(s) {', '.join(map(repr, run_ids))} was lost")
         self.run_ids = run_ids
+
+
+class IdempotencyKeyLostError(ConflictError):
+    """Raised when a keyed command would commit after another engine took its idempotency
+    key over (that engine runs, or ran, the command); nothing is written."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"command {key!r} is being run by another engine")
+        self.key = key
 
 
 class ForbiddenError(SignoffError):

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from signoff import approval_units, gc_tuning
+from signoff import approval_units, gc_tuning, idempotency
 from signoff.adapters.persistence import StoreConfig, parse_store_url, prepare_store
 from signoff.adapters.persistence.views import ready_listener_for
 from signoff.application import SignoffApplication
@@ -287,6 +287,9 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         if self._writer is None:
             await asyncio.get_running_loop().run_in_executor(None, self._open)
         assert self._writer is not None
+        keyed = idempotency.current()
+        if keyed is not None:  # its reply is committed with its events
+            unit = keyed.wrap(unit)
         return await self._writer.submit(unit)
 
     async def _read(self, use_case: Callable[[SignoffApplication], T]) -> T:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from signoff.domain.base import SignoffAggregate
 from signoff.domain.errors import AlreadyExistsError
 from signoff.domain.workflow_run import WorkflowRun
+from signoff.idempotency import KeyedCommand
 from signoff.leases import LeaseWork
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class Session:
         self._executes = executes
         self.readied: dict[str, WorkflowRun] = {}
         """Runs this session made ready to execute."""
+        self.replies: list[tuple[KeyedCommand, bytes]] = []
+        """Replies of keyed commands, committed with their events."""
         self._unit_mark: tuple[tuple[int, int, int, bool], int] | None = None
         self._cache = cache
         self._loaded: dict[str, SignoffAggregate] = {}
@@ -101,6 +104,10 @@ class Session:
             self.leases.undo(mark)
             for run_id in list(self.readied)[readied:]:
                 del self.readied[run_id]
+
+    def record_reply(self, command: KeyedCommand, reply: bytes) -> None:
+        """Commits ``command``'s reply under its idempotency key with the session's events."""
+        self.replies.append((command, reply))
 
     # Leases ------------------------------------------------------------------
 

@@ -40,7 +40,12 @@ from eventsourcing.persistence import IntegrityError
 
 from signoff.application import MAX_ATTEMPTS, SignoffApplication
 from signoff.domain.base import SignoffAggregate
-from signoff.domain.errors import ConcurrencyError, LeaseLostError, SignoffError
+from signoff.domain.errors import (
+    ConcurrencyError,
+    IdempotencyKeyLostError,
+    LeaseLostError,
+    SignoffError,
+)
 from signoff.domain.workflow_run import WorkflowRun
 from signoff.index import IndexUpdate, TimerRow
 from signoff.leases import Lease, LeaseStore, LeaseWork
@@ -270,7 +275,7 @@ class GroupCommitWriter:
                 outcomes.append((job, error))
         try:
             self._save(session)
-        except (IntegrityError, LeaseLostError):
+        except (IntegrityError, LeaseLostError, IdempotencyKeyLostError):
             self._fall_back(batch, session)
             return
         except Exception as error:
@@ -321,7 +326,10 @@ class GroupCommitWriter:
             update: IndexUpdate | None = index.get("index")
             if update is not None:
                 self.cache.drop_unchanged_timers(update, changed)
-            self.app.store(*changed, leases=leases, **index)
+            replies = [(c.key, c.owner, reply) for c, reply in session.replies]
+            self.app.store(*changed, leases=leases, replies=replies, **index)
+            for command, _ in session.replies:
+                command.recorded = True
             if update is not None:
                 self.cache.remember_timers(changed)
             if self.on_commit is not None:

@@ -11,7 +11,6 @@ import nats
 from nats.aio.client import Client
 
 from signoff.adapters.nats.durable import DurableCommands
-from signoff.adapters.nats.idempotency import Ledger, backend_for
 from signoff.adapters.nats.identity import Authenticator
 from signoff.adapters.nats.processing import Processor
 from signoff.adapters.nats.relay import EventRelay
@@ -19,6 +18,7 @@ from signoff.adapters.nats.service import CommandService
 from signoff.adapters.nats.settings import NatsSettings
 from signoff.adapters.nats.streams import ensure_streams
 from signoff.engine import Engine
+from signoff.idempotency import KeyStore, Ledger
 
 log = logging.getLogger("signoff.nats")
 
@@ -78,10 +78,9 @@ class NatsAdapter:
         )
         js = self.nc.jetstream(timeout=5)
         await ensure_streams(js, self.settings)
+        keys: KeyStore = self.engine.application.recorder  # type: ignore[assignment]
         self._ledger = Ledger(
-            backend_for(self.engine.store),
-            owner=self.engine.instance_id,
-            lease=self.settings.idempotency_lease,
+            keys, owner=self.engine.instance_id, lease=self.settings.idempotency_lease
         )
         if self._with_relay:
             self.relay = EventRelay(self.engine, js, self.settings)

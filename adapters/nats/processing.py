@@ -15,13 +15,18 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
-from signoff.adapters.nats.idempotency import Ledger
 from signoff.adapters.nats.identity import Authenticator, Identity, act_as
 from signoff.adapters.nats.messages import Command, ErrorBody, ErrorReply, Message, OkReply
 from signoff.adapters.nats.routes import ROUTES, Route
 from signoff.adapters.nats.settings import NatsSettings
-from signoff.domain.errors import ConflictError, InvalidInputError, SignoffError
+from signoff.domain.errors import (
+    ConflictError,
+    IdempotencyKeyLostError,
+    InvalidInputError,
+    SignoffError,
+)
 from signoff.engine import Engine
+from signoff.idempotency import KeyedCommand, Ledger, recording
 
 log = logging.getLogger("signoff.nats")
 
@@ -151,7 +156,11 @@ class Processor:
             return refused(ConflictError(f"idempotency key {key!r} was used for another command"))
         if claim.state == "busy":
             return refused(ConflictError(f"command {key!r} is still in progress"), code="busy")
-        outcome = await self._run(route, msg, key)
+        keyed = KeyedCommand(key, self.ledger.owner, lambda value: ok(route.shape(value)).body)
+        with recording(keyed):  # a reply of a command that stored something is stored with it
+            outcome = await self._run(route, msg, key)
+        if keyed.recorded or outcome.code == "busy":
+            return outcome
         for attempt in range(RECORD_ATTEMPTS):
             try:
                 if outcome.retryable:
@@ -166,10 +175,12 @@ class Processor:
 
     async def _run(self, route: Route, msg: Message, key: str | None) -> Outcome:
         try:
-            outcome = ok(await route.handle(self.engine, msg, key))
+            outcome = ok(route.shape(await route.handle(self.engine, msg, key)))
             if route.mutates and self.on_commit is not None:
                 self.on_commit()
             return outcome
+        except IdempotencyKeyLostError as error:  # another engine holds the key now
+            return refused(error, code="busy")
         except SignoffError as error:
             return refused(error)
         except Exception:

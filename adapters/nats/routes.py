@@ -15,7 +15,8 @@ from signoff.read_views import AuditEntry, InboxPage, Metrics
 from signoff.views import ApprovalInfo, TimerInfo, WorkflowInfo, WorkflowPage
 
 Handler = Callable[[Engine, Any, str | None], Awaitable[Any]]
-"""Called with the engine, the validated body and the idempotency key."""
+"""Called with the engine, the validated body and the idempotency key; returns what the
+engine returned (``Route.shape`` makes the reply's result of it)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class Route:
     mutates: bool = True
     actor_groups: str | None = None
     """The body field naming the acting person's groups (checked against the credential)."""
+    shape: Callable[[Any], Any] = lambda value: _dump(value)
+    """The reply's result, from what the engine returned (also worked out inside the
+    command's transaction, where a keyed command's reply is stored)."""
 
 
 def run_id_for(key: str) -> str:
@@ -46,26 +50,30 @@ def _dump(value: Any) -> Any:
     return value
 
 
+def created(new_id: Any) -> Any:
+    """The result of a command that creates something: ``{"id": ...}``."""
+    return {"id": new_id}
+
+
 def call(
-    method: str, *, by_default: bool = False, command_id: bool = False, created: bool = False
+    method: str, *, by_default: bool = False, command_id: bool = False, creates: bool = False
 ) -> Handler:
     """A handler that calls ``engine.<method>(id, **other fields)``.
 
     Args:
         by_default: the method has a default actor, used when the body names none.
         command_id: the idempotency key is recorded as the events' ``command_id``.
-        created: the method returns a new id, replied as ``{"id": ...}``.
+        creates: the body's ``id`` is not an argument (the method makes a new one).
     """
 
     async def handle(engine: Engine, msg: m.Message, key: str | None) -> Any:
         fields = msg.model_dump(exclude={"idempotency_key"})
-        args = [fields.pop("id")] if "id" in fields and not created else []
+        args = [fields.pop("id")] if "id" in fields and not creates else []
         if by_default and fields.get("by") is None:
             fields.pop("by", None)
         if command_id:
             fields["command_id"] = key
-        result = await getattr(engine, method)(*args, **fields)
-        return {"id": result} if created else _dump(result)
+        return await getattr(engine, method)(*args, **fields)
 
     return handle
 
@@ -73,10 +81,7 @@ def call(
 async def _start(engine: Engine, msg: m.StartWorkflow, key: str | None) -> Any:
     run_id = msg.id or (run_id_for(key) if key else None)
     by = {} if msg.by is None else {"by": msg.by}
-    started = await engine.run_workflow(
-        msg.name, msg.params, id=run_id, metadata=msg.metadata, **by
-    )
-    return {"id": started}
+    return await engine.run_workflow(msg.name, msg.params, id=run_id, metadata=msg.metadata, **by)
 
 
 def _query(name: str, request: type[m.Message], result: Any, method: str) -> Route:
@@ -84,7 +89,7 @@ def _query(name: str, request: type[m.Message], result: Any, method: str) -> Rou
 
 
 _ROUTES = [
-    Route("workflow.start", m.StartWorkflow, m.Created, _start),
+    Route("workflow.start", m.StartWorkflow, m.Created, _start, shape=created),
     Route(
         "workflow.approve",
         m.ApproveWorkflow,
@@ -115,8 +120,9 @@ _ROUTES = [
         "approval.request",
         m.RequestApproval,
         m.Created,
-        call("request_approval", command_id=True, created=True),
+        call("request_approval", command_id=True, creates=True),
         actor="requested_by",
+        shape=created,
     ),
     Route(
         "approval.approve",

@@ -10,7 +10,8 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
-from signoff.domain.errors import LeaseLostError
+from signoff.domain.errors import IdempotencyKeyLostError, LeaseLostError
+from signoff.idempotency import Claim, Op, judge
 from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow
 from signoff.leases import Lease, LeaseWork
 
@@ -27,6 +28,8 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         self._approvals: dict[str, ApprovalRow] = {}
         self._leases: dict[str, tuple[str | None, int, float]] = {}
         """Per run: owner, token, until (the process's clock: one process, one clock)."""
+        self._keys: dict[str, tuple[str, str, float, str, str | None, bytes]] = {}
+        """Idempotency keys: fingerprint, owner, claimed at, status, code, outcome."""
 
     def _insert_events(
         self,
@@ -34,17 +37,45 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         *,
         index: IndexUpdate | None = None,
         leases: LeaseWork | None = None,
+        replies: Sequence[tuple[str, str, bytes]] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         with self._database_lock:
             if leases is not None:
                 self._check_fences(leases)
+            for key, owner, _ in replies:
+                row = self._keys.get(key)
+                if row is None or row[1] != owner or row[3] != "running":
+                    raise IdempotencyKeyLostError(key)
+            for key, _, reply in replies:
+                row = self._keys[key]
+                self._keys[key] = (*row[:3], "done", None, reply)
             notification_ids = super()._insert_events(stored_events, **kwargs)
             if index:
                 self._apply(index)
             if leases is not None:
                 self._settle(leases)
             return notification_ids
+
+    # Idempotency keys ----------------------------------------------------------
+
+    def apply_key_ops(self, ops: list[Op], *, owner: str, lease: float) -> list[Claim]:
+        """Applies ``ops`` in order; answers each claim."""
+        answers = []
+        with self._database_lock:
+            now = time.time()
+            for op in ops:
+                row = self._keys.get(op.key)
+                if op.kind == "claim":
+                    answer = judge(row, op, owner, now, lease)
+                    if answer.state == "new":
+                        self._keys[op.key] = (op.fingerprint, owner, now, "running", None, b"")
+                    answers.append(answer)
+                elif op.kind == "finish" and row is not None and row[3] == "running":
+                    self._keys[op.key] = (*row[:3], "done", op.code, op.outcome)
+                elif op.kind == "release" and row is not None and row[3] == "running":
+                    del self._keys[op.key]
+        return answers
 
     # Leases --------------------------------------------------------------------
 

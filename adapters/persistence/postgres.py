@@ -14,6 +14,7 @@ from psycopg.sql import SQL, Identifier
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
+from signoff.adapters.persistence.sql_keys import SqlKeys, key_statements
 from signoff.adapters.persistence.sql_leases import (
     LEASE_COLUMNS,
     LeaseDialect,
@@ -29,6 +30,7 @@ _SIGNOFF_TABLES = (
     "signoff_approvals",
     "signoff_chain",
     "signoff_chain_head",
+    "signoff_idempotency",
 )
 """Tables signoff adds to eventsourcing's (their DDL is below)."""
 
@@ -91,9 +93,9 @@ def setup_lock(datastore: PostgresDatastore) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
-class PostgresSignoffRecorder(SqlIndex, SqlLeases, SqlChain, PostgresApplicationRecorder):
-    """eventsourcing's PostgreSQL application recorder that also writes signoff's index and
-    run leases, and extends the audit chain."""
+class PostgresSignoffRecorder(SqlIndex, SqlLeases, SqlKeys, SqlChain, PostgresApplicationRecorder):
+    """eventsourcing's PostgreSQL application recorder that also writes signoff's index, run
+    leases and idempotency keys, and extends the audit chain."""
 
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
@@ -113,6 +115,15 @@ class PostgresSignoffRecorder(SqlIndex, SqlLeases, SqlChain, PostgresApplication
             lambda: datastore.transaction(commit=True),
         )
         self.ready_channel = ready_channel(datastore.schema)
+        keys = f'"{datastore.schema}".signoff_idempotency'
+        SqlKeys.__init__(
+            self,
+            keys,
+            param="%s",
+            now=self.lease_dialect.now,
+            write=lambda: datastore.transaction(commit=True),
+        )
+        self.sql_create_statements.extend(SQL(s).format() for s in key_statements(keys))
         chain = _chain_tables(datastore.schema, events_table_name)
         SqlChain.__init__(self, chain, lambda: datastore.transaction(commit=False))
         self._insert_columns = SQL(
@@ -202,6 +213,7 @@ class PostgresSignoffRecorder(SqlIndex, SqlLeases, SqlChain, PostgresApplication
         *,
         index: IndexUpdate | None = None,
         leases: LeaseWork | None = None,
+        replies: Sequence[tuple[str, str, bytes]] = (),
         **kwargs: Any,
     ) -> None:
         """Writes the index and the leases first (before eventsourcing locks the events
@@ -213,3 +225,5 @@ class PostgresSignoffRecorder(SqlIndex, SqlLeases, SqlChain, PostgresApplication
             self.write(curs, index)
         if leases is not None:
             self.settle_leases(curs, leases)
+        if replies:
+            self.record_replies(curs, replies)

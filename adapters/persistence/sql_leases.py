@@ -58,31 +58,31 @@ class SqlLeases:
         d, p = dialect, dialect.param
         free = f"(lease_owner IS NULL OR lease_until < {d.now})"
         executable = f"status IN ({', '.join(repr(s) for s in EXECUTABLE)})"
-        self._take = (
+        self._lease_take = (
             f"UPDATE {d.runs} SET lease_owner = {p}, lease_token = lease_token + 1, "
             f"lease_until = {d.now} + {p} WHERE {{ids}} AND {executable} AND {free} "
             "RETURNING id, lease_token"
         )
-        self._ready = (
+        self._lease_ready = (
             f"SELECT id FROM {d.runs} WHERE {executable} AND {{names}} AND {free} "
             f"ORDER BY created_at, id LIMIT {p}{d.skip_locked}"
         )
-        self._renew = (
+        self._lease_renew = (
             f"UPDATE {d.runs} SET lease_until = {d.now} + {p} WHERE id IN "
             f"(SELECT id FROM {d.runs} WHERE {{ids}} AND lease_owner = {p}{d.skip_locked})"
         )
         if d.arrays:  # one statement over two column arrays
-            self._release = (
+            self._lease_release = (
                 f"UPDATE {d.runs} AS r SET lease_owner = NULL, lease_until = NULL "
                 "FROM unnest(%b::text[], %b::int8[]) AS x(id, token) "
                 "WHERE r.id = x.id AND r.lease_token = x.token AND r.lease_owner = %s"
             )
         else:
-            self._release = (
+            self._lease_release = (
                 f"UPDATE {d.runs} SET lease_owner = NULL, lease_until = NULL "
                 f"WHERE id = {p} AND lease_token = {p} AND lease_owner = {p}"
             )
-        self._holders = f"SELECT id, lease_owner, lease_token FROM {d.runs} WHERE {{ids}}"
+        self._lease_holders = f"SELECT id, lease_owner, lease_token FROM {d.runs} WHERE {{ids}}"
 
     # Inside a transaction of the writer ----------------------------------------
 
@@ -100,7 +100,7 @@ class SqlLeases:
         if not ids:
             return
         where, params = d.in_list("id", ids)
-        cursor.execute(f"{self._holders.format(ids=where)} ORDER BY id{d.lock_rows}", params)
+        cursor.execute(f"{self._lease_holders.format(ids=where)} ORDER BY id{d.lock_rows}", params)
         held = {r["id"]: (r["lease_owner"], int(r["lease_token"])) for r in cursor.fetchall()}
         lost = work.lost(held)
         if lost:
@@ -114,14 +114,14 @@ class SqlLeases:
         if work.releases:
             ids, tokens = sorted(work.releases), [work.releases[i] for i in sorted(work.releases)]
             if d.arrays:
-                cursor.execute(self._release, (ids, tokens, work.owner))
+                cursor.execute(self._lease_release, (ids, tokens, work.owner))
             else:
                 cursor.executemany(
-                    self._release, [(i, t, work.owner) for i, t in zip(ids, tokens, strict=True)]
+                    self._lease_release, [(i, t, work.owner) for i, t in zip(ids, tokens, strict=True)]
                 )
         if work.claims:
             where, params = d.in_list("id", sorted(set(work.claims)))
-            cursor.execute(self._take.format(ids=where), [work.owner, work.seconds, *params])
+            cursor.execute(self._lease_take.format(ids=where), [work.owner, work.seconds, *params])
             work.granted.update({r["id"]: int(r["lease_token"]) for r in cursor.fetchall()})
             if len(work.granted) < len(set(work.claims)):
                 work.announce = True
@@ -145,8 +145,8 @@ class SqlLeases:
             return []
         d = self.lease_dialect
         name_sql, name_params = d.in_list("name", names)
-        ready = self._ready.format(names=name_sql)
-        sql = self._take.format(ids=f"id IN ({ready})")
+        ready = self._lease_ready.format(names=name_sql)
+        sql = self._lease_take.format(ids=f"id IN ({ready})")
         with self._lease_transaction() as cursor:
             cursor.execute(sql, [owner, seconds, *name_params, limit])
             return [Lease(r["id"], int(r["lease_token"])) for r in cursor.fetchall()]
@@ -157,7 +157,7 @@ class SqlLeases:
             return
         where, params = self.lease_dialect.in_list("id", sorted(run_ids))
         with self._lease_transaction() as cursor:
-            cursor.execute(self._renew.format(ids=where), [seconds, *params, owner])
+            cursor.execute(self._lease_renew.format(ids=where), [seconds, *params, owner])
 
     def release_all(self, owner: str) -> None:
         """Gives up every lease ``owner`` holds (its engine is stopping)."""
@@ -182,7 +182,7 @@ class SqlLeases:
             return {}
         where, params = self.lease_dialect.in_list("id", list(run_ids))
         with self._lease_transaction() as cursor:
-            cursor.execute(self._holders.format(ids=where), params)
+            cursor.execute(self._lease_holders.format(ids=where), params)
             return {r["id"]: (r["lease_owner"], int(r["lease_token"])) for r in cursor.fetchall()}
 
 

@@ -10,6 +10,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
+from signoff.adapters.persistence.sql_keys import SqlKeys, key_statements
 from signoff.adapters.persistence.sql_leases import LeaseDialect, SqlLeases, add_lease_columns
 from signoff.index import IndexUpdate
 from signoff.leases import LeaseWork
@@ -33,6 +34,8 @@ LEASES = LeaseDialect(
     notify=None,  # engines on one SQLite file poll
 )
 
+KEYS = "signoff_idempotency"
+
 CHAIN = ChainTables(
     param="?",
     chain="signoff_chain",
@@ -48,9 +51,9 @@ CHAIN = ChainTables(
 )
 
 
-class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlChain, SQLiteApplicationRecorder):
-    """eventsourcing's SQLite application recorder that also writes signoff's index and run
-    leases, and extends the audit chain."""
+class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlKeys, SqlChain, SQLiteApplicationRecorder):
+    """eventsourcing's SQLite application recorder that also writes signoff's index, run
+    leases and idempotency keys, and extends the audit chain."""
 
     def __init__(
         self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
@@ -63,6 +66,13 @@ class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlChain, SQLiteApplicationReco
             lambda: datastore.transaction(commit=True),
         )
         SqlLeases.__init__(self, LEASES, lambda: datastore.transaction(commit=True))
+        SqlKeys.__init__(
+            self,
+            KEYS,
+            param="?",
+            now=LEASES.now,
+            write=lambda: datastore.transaction(commit=True),
+        )
         SqlChain.__init__(self, CHAIN, lambda: datastore.transaction(commit=False))
 
     def construct_create_table_statements(self) -> list[str]:
@@ -71,6 +81,7 @@ class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlChain, SQLiteApplicationReco
             *super().construct_create_table_statements(),
             *DIALECT.create_statements(),
             *CHAIN.create_statements(),
+            *key_statements(KEYS),
         ]
 
     def _create_table(self, c: SQLiteCursor) -> None:
@@ -102,6 +113,7 @@ class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlChain, SQLiteApplicationReco
         *,
         index: IndexUpdate | None = None,
         leases: LeaseWork | None = None,
+        replies: Sequence[tuple[str, str, bytes]] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         notification_ids = self._insert_all(c, stored_events)  # takes the write lock first
@@ -113,4 +125,6 @@ class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlChain, SQLiteApplicationReco
             self.write(c, index)
         if leases is not None:
             self.settle_leases(c, leases)
+        if replies:
+            self.record_replies(c, replies)
         return notification_ids
