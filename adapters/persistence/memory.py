@@ -10,6 +10,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
 from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow
+from signoff.store_identity import new_store_id
 
 
 class MemorySignoffRecorder(POPOApplicationRecorder):
@@ -20,6 +21,11 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         self._runs: dict[str, RunRow] = {}
         self._timers: dict[str, list[TimerRow]] = {}
         self._approvals: dict[str, ApprovalRow] = {}
+        self._store_id = new_store_id()
+
+    def store_id(self) -> str:
+        """This store's id: a fresh one per in-memory store, which dies with its process."""
+        return self._store_id
 
     def _insert_events(
         self,

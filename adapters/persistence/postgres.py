@@ -14,6 +14,7 @@ from psycopg.sql import SQL, Identifier
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
+from signoff.adapters.persistence.store_identity import SqlStoreIdentity, store_table_statements
 from signoff.index import IndexUpdate
 
 _SIGNOFF_TABLES = (
@@ -22,6 +23,7 @@ _SIGNOFF_TABLES = (
     "signoff_approvals",
     "signoff_chain",
     "signoff_chain_head",
+    "signoff_store",
 )
 """Tables signoff adds to eventsourcing's (their DDL is below)."""
 
@@ -68,7 +70,7 @@ def setup_lock(datastore: PostgresDatastore) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
-class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
+class PostgresSignoffRecorder(SqlIndex, SqlChain, SqlStoreIdentity, PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL application recorder that also writes signoff's index and
     extends the audit chain."""
 
@@ -92,6 +94,14 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, PostgresApplicationRecorder):
             "RETURNING notification_id"
         ).format(schema=Identifier(datastore.schema), table=Identifier(events_table_name))
         self.sql_create_statements.extend(SQL(s).format() for s in chain.create_statements())
+        store = f'"{datastore.schema}".signoff_store'
+        self.sql_create_statements.extend(SQL(s).format() for s in store_table_statements(store))
+        SqlStoreIdentity.__init__(
+            self,
+            store,
+            lambda: datastore.transaction(commit=False),
+            lambda: datastore.transaction(commit=True),
+        )
 
     def create_table(self) -> None:
         """Creates the tables, then chains the events of a store that predates the chain.

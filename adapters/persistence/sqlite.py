@@ -10,6 +10,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
+from signoff.adapters.persistence.store_identity import SqlStoreIdentity, store_table_statements
 from signoff.index import IndexUpdate
 
 DIALECT = Dialect(
@@ -36,8 +37,10 @@ CHAIN = ChainTables(
     snapshot="",
 )
 
+STORE_TABLE = "signoff_store"
 
-class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
+
+class SQLiteSignoffRecorder(SqlIndex, SqlChain, SqlStoreIdentity, SQLiteApplicationRecorder):
     """eventsourcing's SQLite application recorder that also writes signoff's index and
     extends the audit chain."""
 
@@ -52,6 +55,12 @@ class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
             lambda: datastore.transaction(commit=True),
         )
         SqlChain.__init__(self, CHAIN, lambda: datastore.transaction(commit=False))
+        SqlStoreIdentity.__init__(
+            self,
+            STORE_TABLE,
+            lambda: datastore.transaction(commit=False),
+            lambda: datastore.transaction(commit=True),
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         """Creates the events table, the index tables and the chain tables."""
@@ -59,6 +68,7 @@ class SQLiteSignoffRecorder(SqlIndex, SqlChain, SQLiteApplicationRecorder):
             *super().construct_create_table_statements(),
             *DIALECT.create_statements(),
             *CHAIN.create_statements(),
+            *store_table_statements(STORE_TABLE),
         ]
 
     def _create_table(self, c: SQLiteCursor) -> None:
