@@ -53,12 +53,12 @@ class StreamMismatchError(SignoffError):
         notification_id: int | None = None,
     ) -> None:
         if stream_store_id and stream_store_id != store_id:
-            held = f"the events stream {stream} mirrors store {stream_store_id}"
+            what = f"mirrors store {stream_store_id}, not this store ({store_id})"
         else:
-            held = f"the last message of the events stream {stream} (notification id "
-            held += f"{notification_id}) is not an event of this store"
+            what = f"ends with an event (notification id {notification_id}) that this store "
+            what += f"({store_id}) does not have"
         super().__init__(
-            f"{held}, not this store ({store_id}): use another stream name (--streams) or "
+            f"the events stream {stream} {what}: use another stream name (--streams) or "
             "--reset-events to delete it and republish this store's history from notification 1"
         )
         self.stream = stream

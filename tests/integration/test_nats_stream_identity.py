@@ -19,9 +19,8 @@ import orjson
 import psycopg
 import pytest
 
-from signoff.adapters.nats import NatsAdapter, NatsSettings
+from signoff.adapters.nats import NatsAdapter, NatsSettings, StreamMismatchError
 from signoff.adapters.nats.server import NatsServer, free_port
-from signoff.adapters.nats.stream_identity import StreamMismatchError
 from signoff.adapters.nats.streams import STORE_ID_KEY
 from signoff.engine import Engine
 from tests.integration.nats_support import Served, served, stream_messages, unique_settings
