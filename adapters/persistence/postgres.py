@@ -14,7 +14,11 @@ from psycopg.sql import SQL, Identifier
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
-from signoff.adapters.persistence.store_identity import SqlStoreIdentity, store_table_statements
+from signoff.adapters.persistence.store_identity import (
+    SqlStoreIdentity,
+    offer_store_id,
+    store_table_ddl,
+)
 from signoff.index import IndexUpdate
 
 _SIGNOFF_TABLES = (
@@ -95,7 +99,10 @@ class PostgresSignoffRecorder(SqlIndex, SqlChain, SqlStoreIdentity, PostgresAppl
         ).format(schema=Identifier(datastore.schema), table=Identifier(events_table_name))
         self.sql_create_statements.extend(SQL(s).format() for s in chain.create_statements())
         store = f'"{datastore.schema}".signoff_store'
-        self.sql_create_statements.extend(SQL(s).format() for s in store_table_statements(store))
+        self.sql_create_statements += [
+            SQL(store_table_ddl(store)).format(),
+            SQL(offer_store_id(store)).format(),
+        ]
         SqlStoreIdentity.__init__(
             self,
             store,

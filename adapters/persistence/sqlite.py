@@ -10,7 +10,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 
 from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
-from signoff.adapters.persistence.store_identity import SqlStoreIdentity, store_table_statements
+from signoff.adapters.persistence.store_identity import SqlStoreIdentity, store_table_ddl
 from signoff.index import IndexUpdate
 
 DIALECT = Dialect(
@@ -68,8 +68,13 @@ class SQLiteSignoffRecorder(SqlIndex, SqlChain, SqlStoreIdentity, SQLiteApplicat
             *super().construct_create_table_statements(),
             *DIALECT.create_statements(),
             *CHAIN.create_statements(),
-            *store_table_statements(STORE_TABLE),
+            store_table_ddl(STORE_TABLE),
         ]
+
+    def create_table(self) -> None:
+        """Creates the tables, then writes the store id unless it is there."""
+        super().create_table()
+        self.store_id()
 
     def _create_table(self, c: SQLiteCursor) -> None:
         """Creates the tables, then chains the events of a store that predates the chain."""

@@ -1,8 +1,11 @@
 """The store id in SQL: a one-row table written when the store's tables are created.
 
-The row is inserted by the statement list (and transaction) that creates the tables,
-with ``ON CONFLICT DO NOTHING``: processes opening a new store at once each offer an
-id of their own, the first insert wins and every process reads that one.
+Every process opening a store offers an id of its own with ``ON CONFLICT DO NOTHING``
+when it finds none: the first insert wins and every process reads that one. PostgreSQL
+inserts it in the transaction that creates the tables (under the setup lock); SQLite
+runs its create statements on every open, so it reads first and inserts, when needed,
+in a write transaction of its own (an insert after reads in one SQLite transaction
+fails at once, without waiting, when another process committed meanwhile).
 """
 
 from __future__ import annotations
@@ -16,19 +19,17 @@ from signoff.store_identity import new_store_id
 Cursor = Any
 
 
-def store_table_statements(table: str) -> list[str]:
-    """DDL of the table ``table`` (qualified name) and the insert of a fresh id unless the
-    store has one (both idempotent)."""
-    return [
+def store_table_ddl(table: str) -> str:
+    """DDL of the one-row table ``table`` (qualified name), idempotent."""
+    return (
         f"CREATE TABLE IF NOT EXISTS {table} "
-        "(id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL)",
-        _offer(table),
-    ]
+        "(id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL)"
+    )
 
 
-def _offer(table: str) -> str:
-    """The insert of a fresh id (hex digits, safe inline: the create lists take no
-    parameters) unless the store has one."""
+def offer_store_id(table: str) -> str:
+    """The insert of a fresh id unless the store has one (hex digits, safe inline: the
+    create lists take no parameters)."""
     values = f"VALUES (1, '{new_store_id()}') ON CONFLICT (id) DO NOTHING"
     return f"INSERT INTO {table} (id, store_id) {values}"
 
@@ -54,7 +55,7 @@ class SqlStoreIdentity:
                 found = self._select_store_id(cursor)
             if found is None:
                 with self._store_write() as cursor:
-                    cursor.execute(_offer(self._store_table))
+                    cursor.execute(offer_store_id(self._store_table))
                     found = self._select_store_id(cursor)
             if found is None:  # pragma: no cover (the insert above leaves a row)
                 raise LookupError(f"no store id in {self._store_table}")
