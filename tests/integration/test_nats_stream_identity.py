@@ -262,7 +262,7 @@ async def start_together(store: str, url: str, settings: NatsSettings, n: int) -
 
 async def test_engines_starting_at_once_on_one_store_all_start(durable_store_url, tmp_path):
     with NatsServer(tmp_path / "nats") as broker:
-        for _ in range(3):
+        for _ in range(2):
             # A new stream, created by whichever engine comes first
             settings = unique_settings()
             await start_together(durable_store_url, broker.url, settings, 3)
