@@ -44,6 +44,7 @@ from signoff.index import RunIndex
 from signoff.indexing import index_for
 from signoff.json_values import inspect_json
 from signoff.session import AggregateT, Session
+from signoff.store_identity import StoreIdentity
 from signoff.transcodings import FastJSONTranscoder, PydanticAsDict
 from signoff.views import ApprovalInfo, HistoryEntry
 
@@ -226,6 +227,14 @@ class SignoffApplication(Application[str]):
         if update:
             index.write_index(update)
         return len(aggregates)
+
+    def store_id(self) -> str:
+        """The id written once into this store (see :mod:`signoff.store_identity`): what
+        tells this store from a reset or different one behind the same notification ids."""
+        recorder = self.recorder
+        if not isinstance(recorder, StoreIdentity):
+            raise TypeError(f"{type(recorder).__name__} does not record a store id")
+        return recorder.store_id()
 
     # Approvals ---------------------------------------------------------------
 

@@ -14,10 +14,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from signoff.adapters.nats import NatsAdapter, NatsSettings
 from signoff.adapters.nats.identity import Authenticator
 from signoff.adapters.nats.server import NatsServer
+from signoff.adapters.nats.stream_identity import StreamMismatchError
 from signoff.domain.errors import InvalidInputError
 from signoff.engine import DEFAULT_STORE, Engine
 from signoff.workflow import Workflow
@@ -85,6 +87,14 @@ def serve(
     ] = 0,
     prefix: Annotated[str, typer.Option(help="first token of every subject")] = "signoff",
     streams: Annotated[str, typer.Option(help="stream names are <streams>_EVENTS ...")] = "SIGNOFF",
+    reset_events: Annotated[
+        bool,
+        typer.Option(
+            "--reset-events",
+            help="delete and recreate the events stream: republishes the store's whole "
+            "history from notification 1 (when the stream mirrors another or a reset store)",
+        ),
+    ] = False,
     auth_key: Annotated[
         Path | None, typer.Option(help="file with a PEM public key or HMAC secret for JWTs")
     ] = None,
@@ -116,6 +126,7 @@ def serve(
         events_stream=f"{streams}_EVENTS",
         commands_stream=f"{streams}_COMMANDS",
         dead_stream=f"{streams}_DEAD",
+        reset_events=reset_events,
     )
     auth = authenticator(auth_key, jwks, audience, issuer)
     with contextlib.ExitStack() as stack:
@@ -124,4 +135,8 @@ def serve(
             server = stack.enter_context(NatsServer(data_dir, port=nats_port or None))
             url = server.url
             console.print(f"bundled nats-server with JetStream at {url} (data in {data_dir})")
-        asyncio.run(serve_until_stopped(engine, url, settings, auth))
+        try:
+            asyncio.run(serve_until_stopped(engine, url, settings, auth))
+        except StreamMismatchError as error:
+            console.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True)
+            raise typer.Exit(2) from None

@@ -3,6 +3,7 @@ one connection, started together and drained together (commands first, then even
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from types import TracebackType
@@ -31,7 +32,9 @@ class NatsAdapter:
         url: the NATS server(s), e.g. ``nats://127.0.0.1:4222``.
         settings: subjects, stream names and limits.
         auth: verifies the acting person's JWT; without it the body's ``by`` is trusted.
-        relay: publish domain events (one relay per engine is fine: they never double).
+        relay: publish domain events (one relay per engine is fine: they never double);
+            refused with StreamMismatchError when the events stream mirrors another store
+            (``settings.reset_events`` deletes and refills it).
         durable: apply durable commands from the commands stream.
     """
 
@@ -70,20 +73,27 @@ class NatsAdapter:
         await self.stop()
 
     async def start(self) -> None:
-        """Connects, creates the streams when missing and starts serving."""
+        """Connects, creates the streams when missing and starts serving; raises
+        StreamMismatchError when the events stream is another store's."""
         if self.auth is None:
             log.warning("NATS commands are unauthenticated: the body's 'by' is trusted")
         self.nc = await nats.connect(
             self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, name="signoff-engine"
         )
         js = self.nc.jetstream(timeout=5)
-        await ensure_streams(js, self.settings)
+        store_id = await asyncio.to_thread(self.engine.application.store_id)
+        await ensure_streams(js, self.settings, store_id=store_id)
+        if self._with_relay:
+            self.relay = EventRelay(self.engine, js, self.settings)
+            try:
+                await self.relay.bind()
+            except BaseException:  # the events stream is another store's: close, then say so
+                await self.stop()
+                raise
         keys: KeyStore = self.engine.application.recorder  # type: ignore[assignment]
         self._ledger = Ledger(
             keys, owner=self.engine.instance_id, lease=self.settings.idempotency_lease
         )
-        if self._with_relay:
-            self.relay = EventRelay(self.engine, js, self.settings)
         wake = self.relay.wake if self.relay is not None else None
         processor = Processor(
             self.engine, self.settings, ledger=self._ledger, auth=self.auth, on_commit=wake

@@ -6,6 +6,8 @@ notification id it came from, so a restarted engine (or broker) resumes right af
 Each publish names its predecessor (``Nats-Expected-Last-Msg-Id``) and carries
 ``Nats-Msg-Id`` = the notification id, so JetStream refuses a gap, a double or a race
 between the relays of several engines; the loser re-reads the stream's end and goes on.
+Each read of the stream's end checks that the stream mirrors this very store
+(:mod:`.stream_identity`): a mismatch stops the relay rather than skip events.
 """
 
 from __future__ import annotations
@@ -21,16 +23,21 @@ import orjson
 from eventsourcing.persistence import Notification
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError
 
 from signoff.adapters.nats.settings import NatsSettings
+from signoff.adapters.nats.stream_identity import (
+    NOTIFICATION_HEADER,
+    StreamMismatchError,
+    bind_events_stream,
+    stream_position,
+)
 from signoff.domain.base import SignoffEvent
 from signoff.engine import Engine
 from signoff.views import HistoryEntry
 
 log = logging.getLogger("signoff.nats")
 
-NOTIFICATION_HEADER = "Signoff-Notification-Id"
 AGGREGATES = {"WorkflowRun": "workflow"}
 """Subject tokens of aggregate types whose lower-cased name would be unclear."""
 RACE_CODES = {10070, 10071}
@@ -96,6 +103,9 @@ class EventRelay:
         self.settings = settings
         self.position: int | None = None
         """The last notification id known to be in the stream (None: read it from there)."""
+        self.failure: StreamMismatchError | None = None
+        """Why the relay stopped on its own: the stream turned out to be another store's."""
+        self._store_id = ""
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._nudged = asyncio.Event()
@@ -104,8 +114,15 @@ class EventRelay:
         """Looks at the log now rather than at the next poll (after a local commit)."""
         self._nudged.set()
 
+    async def bind(self) -> None:
+        """Makes the events stream this store's (created, reset when the settings say so,
+        or adopted); raises StreamMismatchError when it holds another store's events."""
+        app = self.engine.application
+        self._store_id = await asyncio.to_thread(app.store_id)
+        await bind_events_stream(self.js, self.settings, app, self._store_id)
+
     async def start(self) -> None:
-        """Starts relaying in the background."""
+        """Starts relaying in the background (after :meth:`bind`)."""
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -120,6 +137,10 @@ class EventRelay:
             stopping = self._stopping.is_set()
             try:
                 published = await self.relay_once()
+            except StreamMismatchError as error:  # relaying on would skip this store's events
+                log.error("relay stopped: %s", error)
+                self.failure = error
+                return
             except Exception as error:  # broker away or a race lost: re-read the stream's end
                 lost_race = isinstance(error, APIError) and error.err_code in RACE_CODES
                 log.log(logging.DEBUG if lost_race else logging.INFO, "relay: %s", error)
@@ -185,11 +206,8 @@ class EventRelay:
         return out
 
     async def _stream_position(self) -> int:
-        info = await self.js.stream_info(self.settings.events_stream)
-        if not info.state.last_seq:
-            return 0
-        try:
-            last: Any = await self.js.get_msg(self.settings.events_stream, seq=info.state.last_seq)
-        except NotFoundError:
-            return 0
-        return int((last.headers or {}).get(NOTIFICATION_HEADER, 0))
+        if not self._store_id:
+            self._store_id = await asyncio.to_thread(self.engine.application.store_id)
+        return await stream_position(
+            self.js, self.settings.events_stream, self.engine.application, self._store_id
+        )

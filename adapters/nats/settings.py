@@ -39,6 +39,9 @@ class NatsSettings:
     """Most durable commands pulled and applied at once."""
     idempotency_lease: float = 60.0
     """Seconds after which a command claimed by a silent engine may be run by another."""
+    reset_events: bool = False
+    """Delete and recreate the events stream on start, so that the relay republishes the
+    store's whole history from notification 1 (the way out of a StreamMismatchError)."""
 
     def subject(self, *tokens: str) -> str:
         """``<prefix>.<tokens...>``."""

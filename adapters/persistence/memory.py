@@ -14,6 +14,7 @@ from signoff.domain.errors import IdempotencyKeyLostError, LeaseLostError
 from signoff.idempotency import Claim, Op, judge
 from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow
 from signoff.leases import Lease, LeaseWork
+from signoff.store_identity import new_store_id
 
 EXECUTABLE = ("queued", "running")
 
@@ -30,6 +31,11 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
         """Per run: owner, token, until (the process's clock: one process, one clock)."""
         self._keys: dict[str, tuple[str, str, float, str, str | None, bytes]] = {}
         """Idempotency keys: fingerprint, owner, claimed at, status, code, outcome."""
+        self._store_id = new_store_id()
+
+    def store_id(self) -> str:
+        """This store's id: a fresh one per in-memory store, which dies with its process."""
+        return self._store_id
 
     def _insert_events(
         self,

@@ -21,6 +21,11 @@ from signoff.adapters.persistence.sql_leases import (
     SqlLeases,
     add_lease_columns,
 )
+from signoff.adapters.persistence.store_identity import (
+    SqlStoreIdentity,
+    offer_store_id,
+    store_table_ddl,
+)
 from signoff.index import IndexUpdate
 from signoff.leases import LeaseWork
 
@@ -31,6 +36,7 @@ _SIGNOFF_TABLES = (
     "signoff_chain",
     "signoff_chain_head",
     "signoff_idempotency",
+    "signoff_store",
 )
 """Tables signoff adds to eventsourcing's (their DDL is below)."""
 
@@ -93,9 +99,11 @@ def setup_lock(datastore: PostgresDatastore) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
-class PostgresSignoffRecorder(SqlIndex, SqlLeases, SqlKeys, SqlChain, PostgresApplicationRecorder):
+class PostgresSignoffRecorder(
+    SqlIndex, SqlLeases, SqlKeys, SqlChain, SqlStoreIdentity, PostgresApplicationRecorder
+):
     """eventsourcing's PostgreSQL application recorder that also writes signoff's index, run
-    leases and idempotency keys, and extends the audit chain."""
+    leases and idempotency keys, extends the audit chain and knows the store's id."""
 
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
@@ -132,6 +140,17 @@ class PostgresSignoffRecorder(SqlIndex, SqlLeases, SqlKeys, SqlChain, PostgresAp
             "RETURNING notification_id"
         ).format(schema=Identifier(datastore.schema), table=Identifier(events_table_name))
         self.sql_create_statements.extend(SQL(s).format() for s in chain.create_statements())
+        store = f'"{datastore.schema}".signoff_store'
+        self.sql_create_statements += [
+            SQL(store_table_ddl(store)).format(),
+            SQL(offer_store_id(store)).format(),
+        ]
+        SqlStoreIdentity.__init__(
+            self,
+            store,
+            lambda: datastore.transaction(commit=False),
+            lambda: datastore.transaction(commit=True),
+        )
 
     def create_table(self) -> None:
         """Creates the tables, then chains the events of a store that predates the chain.

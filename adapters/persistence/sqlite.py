@@ -12,6 +12,7 @@ from signoff.adapters.persistence.sql_chain import ChainTables, SqlChain
 from signoff.adapters.persistence.sql_index import Dialect, SqlIndex
 from signoff.adapters.persistence.sql_keys import SqlKeys, key_statements
 from signoff.adapters.persistence.sql_leases import LeaseDialect, SqlLeases, add_lease_columns
+from signoff.adapters.persistence.store_identity import SqlStoreIdentity, store_table_ddl
 from signoff.index import IndexUpdate
 from signoff.leases import LeaseWork
 
@@ -50,10 +51,14 @@ CHAIN = ChainTables(
     snapshot="",
 )
 
+STORE_TABLE = "signoff_store"
 
-class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlKeys, SqlChain, SQLiteApplicationRecorder):
+
+class SQLiteSignoffRecorder(
+    SqlIndex, SqlLeases, SqlKeys, SqlChain, SqlStoreIdentity, SQLiteApplicationRecorder
+):
     """eventsourcing's SQLite application recorder that also writes signoff's index, run
-    leases and idempotency keys, and extends the audit chain."""
+    leases and idempotency keys, extends the audit chain and knows the store's id."""
 
     def __init__(
         self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
@@ -74,6 +79,12 @@ class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlKeys, SqlChain, SQLiteApplic
             write=lambda: datastore.transaction(commit=True),
         )
         SqlChain.__init__(self, CHAIN, lambda: datastore.transaction(commit=False))
+        SqlStoreIdentity.__init__(
+            self,
+            STORE_TABLE,
+            lambda: datastore.transaction(commit=False),
+            lambda: datastore.transaction(commit=True),
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         """Creates the events table, the index tables and the chain tables."""
@@ -82,7 +93,13 @@ class SQLiteSignoffRecorder(SqlIndex, SqlLeases, SqlKeys, SqlChain, SQLiteApplic
             *DIALECT.create_statements(),
             *CHAIN.create_statements(),
             *key_statements(KEYS),
+            store_table_ddl(STORE_TABLE),
         ]
+
+    def create_table(self) -> None:
+        """Creates the tables, then writes the store id unless it is there."""
+        super().create_table()
+        self.store_id()
 
     def _create_table(self, c: SQLiteCursor) -> None:
         """Creates the tables, adds the lease columns to a run index that predates them, then
