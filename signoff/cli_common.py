@@ -14,15 +14,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from signoff.adapters.persistence import parse_store_url, prepare_store
+from signoff.adapters.persistence import STORE_ENV, parse_store_url, prepare_store
 from signoff.adapters.persistence.checks import check_exists
 
 EXIT_CANNOT_RUN = 2
 """The command could not do its work (also typer's code for a usage error)."""
 
-StoreOption = Annotated[
-    str, typer.Option("--store", envvar="SIGNOFF_STORE", help="event store URL")
-]
+StoreOption = Annotated[str, typer.Option("--store", envvar=STORE_ENV, help="event store URL")]
 
 
 def say_failure(message: str) -> None:

@@ -17,6 +17,9 @@ _RECORDERS = {
     "postgres": "signoff.adapters.persistence.postgres:PostgresSignoffRecorder",
 }
 """eventsourcing recorders extended with signoff's run and timer index."""
+STORE_ENV = "SIGNOFF_STORE"
+"""Names the store when a command's ``--store`` is not given (and hands an engine's URL
+to its view worker without showing it in the worker's command line)."""
 
 
 @dataclass(frozen=True)
