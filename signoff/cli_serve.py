@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from signoff.adapters.nats import NatsAdapter, NatsSettings
+from signoff.adapters.nats.connection import NatsRefusedError
 from signoff.adapters.nats.identity import Authenticator
 from signoff.adapters.nats.server import NatsServer
 from signoff.cli_common import StoreOption, usable_store
@@ -64,7 +65,10 @@ async def serve_until_stopped(
             async with engine:
                 adapter = NatsAdapter(engine, url, settings=settings, auth=auth)
                 try:
-                    await adapter.start()
+                    try:
+                        await adapter.start()
+                    except nats.errors.Error as error:
+                        raise NatsRefusedError(url, error) from None
                     if auth is None:
                         console.print(
                             "[yellow]unauthenticated[/yellow]: commands act as the body's 'by'"

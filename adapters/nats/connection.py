@@ -13,6 +13,8 @@ import asyncio
 import logging
 import math
 
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 
 from signoff.domain.errors import SignoffError
@@ -32,6 +34,23 @@ class NatsUnavailableError(SignoffError):
         super().__init__(
             f"no NATS server answered at {masked_url(url)} within {timeout:g} s ({cause})"
         )
+        self.url = masked_url(url)
+
+
+_NO_JETSTREAM = (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError)
+"""What JetStream's API answers with on a broker that does not run it."""
+
+
+class NatsRefusedError(SignoffError):
+    """Raised when the broker answered but refused what the engine needs: JetStream is
+    off, or signoff's streams cannot be created as configured."""
+
+    def __init__(self, url: str, error: nats.errors.Error) -> None:
+        if isinstance(error, _NO_JETSTREAM):
+            why = "JetStream is not enabled there (nats-server -js)"
+        else:
+            why = _describe(error)
+        super().__init__(f"the NATS server at {masked_url(url)} refused signoff's streams: {why}")
         self.url = masked_url(url)
 
 
