@@ -89,18 +89,18 @@ def test_serve_gives_up_on_an_unreachable_broker_with_one_line_per_attempt(tmp_p
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_ends_serve_while_it_is_still_connecting(tmp_path, sig):
+    url = f"nats://127.0.0.1:{free_port()}"
     process = signoff_process(
         "serve",
         "--store",
         f"sqlite:///{tmp_path}/e.db",
-        "--nats",
-        f"nats://127.0.0.1:{free_port()}",
         "--views",
         "process",
+        env={"SIGNOFF_NATS": url},  # stands in for --nats
     )
     try:
         # It keeps trying (for 30 s by default) ...
-        wait_for_line(process, "attempt 2")
+        wait_for_line(process, f"cannot connect to NATS at {url} (attempt 2)")
         children = children_of(process.pid)
 
         # ... until the signal, which ends it at once, with what it started
