@@ -65,10 +65,7 @@ async def serve_until_stopped(
             async with engine:
                 adapter = NatsAdapter(engine, url, settings=settings, auth=auth)
                 try:
-                    try:
-                        await adapter.start()
-                    except nats.errors.Error as error:
-                        raise NatsRefusedError(url, error) from None
+                    await _start(adapter)
                     if auth is None:
                         console.print(
                             "[yellow]unauthenticated[/yellow]: commands act as the body's 'by'"
@@ -87,6 +84,15 @@ async def serve_until_stopped(
             return 0
     console.print("stopped" if drained else "[red]stopped; the drain could not finish[/red]")
     return 0 if drained else EXIT_CUT_SHORT
+
+
+async def _start(adapter: NatsAdapter) -> None:
+    """Starts the adapter; a broker that answers but refuses what signoff needs (no
+    JetStream) raises NatsRefusedError."""
+    try:
+        await adapter.start()
+    except nats.errors.Error as error:
+        raise NatsRefusedError(adapter.url, error) from None
 
 
 async def _drain(adapter: NatsAdapter) -> bool:
@@ -171,8 +177,8 @@ def serve(
                 views,
                 drain_timeout,
             )
-    except KeyboardInterrupt:  # a signal before the event loop ran: nothing was served
-        console.print("stopped before serving")
+    except KeyboardInterrupt:  # a signal outside the event loop (starting the broker ...)
+        console.print("stopped")
         code = 0
     raise typer.Exit(code)
 
