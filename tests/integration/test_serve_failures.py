@@ -334,3 +334,29 @@ def test_serve_names_a_broker_without_jetstream(tmp_path):
         "JetStream is not enabled there (nats-server -js)"
     )
     assert "Traceback" not in output
+
+
+def test_sigterm_ends_serve_while_it_imports_workflows(tmp_path):
+    (tmp_path / "slow_flows.py").write_text(
+        "import sys, time\nprint('importing', file=sys.stderr, flush=True)\ntime.sleep(60)\n"
+    )
+    process = signoff_process(
+        "serve",
+        "--store",
+        "sqlite:///e.db",
+        "--workflows",
+        "slow_flows",
+        "--data-dir",
+        str(tmp_path / "nats"),
+        cwd=tmp_path,
+    )
+    try:
+        wait_for_line(process, "importing")
+        process.send_signal(signal.SIGTERM)
+        code, output, seconds = finish(process, timeout=10)
+    finally:
+        stop(process)
+    assert code == 0, output
+    assert output.strip() == "stopped"
+    assert seconds < 3
+    assert brokers_using(tmp_path / "nats") == []
