@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.table import Table
 
 from signoff.cli_audit import audit
+from signoff.cli_common import EXIT_CANNOT_RUN, StoreOption, existing_store, say_failure
 from signoff.cli_serve import serve
 from signoff.engine import DEFAULT_STORE, Engine
-from signoff.errors import SignoffError
+from signoff.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    SignoffError,
+)
 from signoff.views import HistoryEntry
 
 T = TypeVar("T")
 
 app = typer.Typer(help="signoff: durable human approvals with an audit log.", no_args_is_help=True)
 console = Console(width=140 if not Console().is_terminal else None)
-StoreOption = Annotated[str, typer.Option("--store", help="event store URL")]
 app.add_typer(audit, name="audit")
 app.command()(serve)
 
@@ -33,7 +41,7 @@ def _run(work: Callable[[Engine], Awaitable[T]], store: str) -> T:
 
     try:
         return asyncio.run(main())
-    except SignoffError as error:
+    except (NotFoundError, ConflictError, ForbiddenError, InvalidInputError) as error:
         console.print(f"[red]{type(error).__name__}[/red]: {error}")
         raise typer.Exit(2) from None
 
@@ -106,7 +114,7 @@ def demo(store: StoreOption = DEFAULT_STORE) -> None:
             info = await engine.get_approval(approval_id)
             print_history(f"{info.title} -> {info.status}", await engine.history(approval_id))
         pending = await engine.pending_approvals()
-        console.print(f"{len(pending)} approval(s) pending in {engine.store.url}")
+        console.print(f"{len(pending)} approval(s) pending in {engine.store.shown_url}")
 
     _run(work, store)
 
@@ -114,7 +122,7 @@ def demo(store: StoreOption = DEFAULT_STORE) -> None:
 @app.command()
 def history(approval_id: str, store: StoreOption = DEFAULT_STORE) -> None:
     """Prints the audit trail of one approval or workflow run."""
-    entries = _run(lambda engine: engine.history(approval_id), store)
+    entries = _run(lambda engine: engine.history(approval_id), existing_store(store))
     print_history(approval_id, entries)
 
 
@@ -124,7 +132,7 @@ def pending(
     approver: Annotated[str | None, typer.Option(help="only what this person may decide")] = None,
 ) -> None:
     """Lists pending approvals, oldest first."""
-    found = _run(lambda engine: engine.pending_approvals(approver), store)
+    found = _run(lambda engine: engine.pending_approvals(approver), existing_store(store))
     table = Table(title="pending approvals", title_justify="left")
     for column in ("id", "title", "requested by", "needed", "deadline"):
         table.add_column(column)
@@ -140,14 +148,14 @@ def rebuild_index(store: StoreOption = DEFAULT_STORE) -> None:
     from signoff.adapters.persistence import parse_store_url, prepare_store
     from signoff.application import SignoffApplication
 
-    config = parse_store_url(store)
+    config = parse_store_url(existing_store(store))
     prepare_store(config)
     application = SignoffApplication(config.env)
     try:
         count = application.rebuild_index()
     finally:
         application.close()
-    console.print(f"indexed {count} aggregate(s) of {store}")
+    console.print(f"indexed {count} aggregate(s) of {config.shown_url}")
 
 
 from signoff.cli_views import export_audit, projections_app  # noqa: E402
@@ -157,5 +165,11 @@ audit.command("export")(export_audit)
 
 
 def main() -> None:
-    """Entry point of the ``signoff`` script."""
-    app()
+    """Entry point of the ``signoff`` script: a store that cannot be used (or another
+    error signoff raises on purpose) ends a command with one line and exit code 2, not a
+    traceback."""
+    try:
+        app()
+    except (SignoffError, PersistenceError) as error:
+        say_failure(str(error))
+        sys.exit(EXIT_CANNOT_RUN)

@@ -6,7 +6,6 @@ position is printed), 2 the store or anchor could not be read.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,12 +16,13 @@ from rich.console import Console
 
 from signoff.audit_chain import Anchor, VerifyReport, verify
 from signoff.chain import ChainLog, chainer_from_env
+from signoff.cli_common import StoreOption, fail
 from signoff.engine import DEFAULT_STORE
 from signoff.errors import InvalidInputError, SignoffError
+from signoff.redact import masked_url
 
 audit = typer.Typer(help="The audit trail: export it, verify its hash chain.", no_args_is_help=True)
 console = Console(width=140 if not Console().is_terminal else None)
-StoreOption = Annotated[str, typer.Option("--store", help="event store URL")]
 SHOWN = 20
 """Problems printed by ``verify`` (the rest are counted)."""
 
@@ -31,15 +31,14 @@ SHOWN = 20
 def open_chain(store: str) -> Iterator[ChainLog]:
     """The store's recorder as it is: no table is created and nothing is backfilled, so
     that a deleted chain is reported, not rebuilt."""
-    from signoff.adapters.persistence import parse_store_url, prepare_store
+    from signoff.adapters.persistence import parse_store_url
+    from signoff.adapters.persistence.checks import check_exists
     from signoff.application import SignoffApplication
 
     config = parse_store_url(store)
     if not config.is_durable:
         raise InvalidInputError("a memory:// store keeps no chain: nothing outlives its process")
-    if config.kind == "sqlite" and not os.path.exists(config.env["SQLITE_DBNAME"]):
-        raise InvalidInputError(f"no SQLite store at {config.env['SQLITE_DBNAME']!r}")
-    prepare_store(config)
+    check_exists(config)
     application = SignoffApplication({**config.env, "CREATE_TABLE": "false"})
     try:
         log: ChainLog = application.recorder  # type: ignore[assignment]
@@ -60,8 +59,7 @@ def _checked(store: str, anchor: Path | None) -> VerifyReport:
     try:
         return check(store, anchor)
     except SignoffError as error:
-        console.print(f"[red]{type(error).__name__}[/red]: {error}")
-        raise typer.Exit(2) from None
+        fail(str(error))
 
 
 def _report(report: VerifyReport) -> None:
@@ -115,4 +113,5 @@ def anchor_command(
         _report(report)
         raise typer.Exit(1)
     Anchor.of(report.head).save(out)
-    console.print(f"anchored position {report.head.position} of {store} in {out}")
+    shown = masked_url(store)
+    console.print(f"anchored position {report.head.position} of {shown} in {out}")

@@ -5,42 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
+import functools
 import logging
-import signal
 from pathlib import Path
 from typing import Annotated
 
+import jwt
+import nats.errors
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from signoff.adapters.nats import NatsAdapter, NatsSettings
+from signoff.adapters.nats.connection import NatsRefusedError
 from signoff.adapters.nats.identity import Authenticator
 from signoff.adapters.nats.server import NatsServer
-from signoff.adapters.nats.stream_identity import StreamMismatchError
+from signoff.cli_common import StoreOption, usable_store
 from signoff.domain.errors import InvalidInputError
 from signoff.engine import DEFAULT_STORE, Engine
-from signoff.workflow import Workflow
+from signoff.redact import masked_url
+from signoff.shutdown import EXIT_CUT_SHORT, Shutdown, interrupt_on_sigterm
+from signoff.workflow_modules import load_workflows
 
-console = Console(stderr=True)
-
-
-def load_workflows(engine: Engine, modules: str) -> list[str]:
-    """Imports each module of the comma-separated list and registers the Workflow
-    subclasses it defines; returns their names."""
-    names = []
-    for module_name in filter(None, (m.strip() for m in modules.split(","))):
-        module = importlib.import_module(module_name)
-        for _, value in inspect.getmembers(module, inspect.isclass):
-            if not issubclass(value, Workflow) or value.__module__ != module.__name__:
-                continue
-            name = getattr(value, "name", None)
-            if isinstance(name, str) and name:
-                engine.register(value)
-                names.append(name)
-    return names
+console = Console(stderr=True, soft_wrap=True)  # one line per message, however long
+log = logging.getLogger("signoff.serve")
 
 
 def authenticator(
@@ -49,31 +36,83 @@ def authenticator(
     """The JWT check the options ask for (None: unauthenticated)."""
     if key_file is None and jwks is None:
         return None
-    key = key_file.read_text().strip() if key_file else None
-    return Authenticator(key=key, jwks_file=jwks, audience=audience, issuer=issuer)
+    try:
+        key = key_file.read_text().strip() if key_file else None
+        return Authenticator(key=key, jwks_file=jwks, audience=audience, issuer=issuer)
+    except (OSError, ValueError, jwt.PyJWTError) as error:
+        raise InvalidInputError(f"cannot use --auth-key/--jwks: {error}") from None
 
 
 async def serve_until_stopped(
-    engine: Engine, url: str, settings: NatsSettings, auth: Authenticator | None
-) -> None:
-    """Serves until SIGTERM or SIGINT, then drains (commands answered, events published)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with engine, NatsAdapter(engine, url, settings=settings, auth=auth):
-        if auth is None:
-            console.print("[yellow]unauthenticated[/yellow]: commands act as the body's 'by'")
-        console.print(f"signoff serving {engine.store.url} on {url} ({settings.prefix}.>)")
-        await stop.wait()
-        console.print("draining in-flight commands ...")
-    console.print("stopped")
+    engine: Engine,
+    url: str,
+    settings: NatsSettings,
+    auth: Authenticator | None,
+    *,
+    drain_timeout: float = 30.0,
+    broker: NatsServer | None = None,
+) -> int:
+    """Serves until SIGTERM or SIGINT, then drains (commands answered, events published).
+
+    Returns the exit code: 0 stopped cleanly (also when stopped while starting), 1 the
+    broker went away during the drain. A second signal, or a stop that outlasts
+    ``drain_timeout``, ends the process with code 1 (stopping ``broker`` first): see
+    :mod:`signoff.shutdown`.
+    """
+    before_exit = functools.partial(broker.stop, timeout=2) if broker is not None else None
+    with Shutdown(timeout=drain_timeout, before_exit=before_exit) as shutdown:
+        try:
+            async with engine:
+                adapter = NatsAdapter(engine, url, settings=settings, auth=auth)
+                try:
+                    await _start(adapter)
+                    if auth is None:
+                        console.print(
+                            "[yellow]unauthenticated[/yellow]: commands act as the body's 'by'"
+                        )
+                    console.print(
+                        f"signoff serving {engine.store.shown_url} on {masked_url(url)} "
+                        f"({settings.prefix}.>)"
+                    )
+                    shutdown.serving()
+                    await shutdown.requested.wait()
+                    console.print("draining in-flight commands ...")
+                finally:
+                    drained = await _drain(adapter)
+        except asyncio.CancelledError:
+            console.print("stopped before serving")
+            return 0
+    console.print("stopped" if drained else "[red]stopped; the drain could not finish[/red]")
+    return 0 if drained else EXIT_CUT_SHORT
+
+
+async def _start(adapter: NatsAdapter) -> None:
+    """Starts the adapter; a broker that answers but refuses what signoff needs (no
+    JetStream) raises NatsRefusedError."""
+    try:
+        await adapter.start()
+    except nats.errors.Error as error:
+        raise NatsRefusedError(adapter.url, error) from None
+
+
+async def _drain(adapter: NatsAdapter) -> bool:
+    """Stops the adapter; tells whether it could (a broker gone away fails the last
+    flush and close: replies and acks may be lost, and are retried by their senders)."""
+    try:
+        await adapter.stop()
+    except (OSError, nats.errors.Error) as error:
+        log.warning("draining the NATS adapter failed: %s", error)
+        return False
+    return True
 
 
 def serve(
-    store: Annotated[str, typer.Option("--store", help="event store URL")] = DEFAULT_STORE,
+    store: StoreOption = DEFAULT_STORE,
     nats_url: Annotated[
-        str | None, typer.Option("--nats", help="NATS URL (default: a bundled nats-server)")
+        str | None,
+        typer.Option(
+            "--nats", envvar="SIGNOFF_NATS", help="NATS URL (default: a bundled nats-server)"
+        ),
     ] = None,
     workflows: Annotated[
         str,
@@ -96,9 +135,14 @@ def serve(
         ),
     ] = False,
     auth_key: Annotated[
-        Path | None, typer.Option(help="file with a PEM public key or HMAC secret for JWTs")
+        Path | None,
+        typer.Option(
+            envvar="SIGNOFF_AUTH_KEY", help="file with a PEM public key or HMAC secret for JWTs"
+        ),
     ] = None,
-    jwks: Annotated[Path | None, typer.Option(help="JSON Web Key Set file for JWTs")] = None,
+    jwks: Annotated[
+        Path | None, typer.Option(envvar="SIGNOFF_JWKS", help="JSON Web Key Set file for JWTs")
+    ] = None,
     audience: Annotated[str | None, typer.Option(help="required JWT audience")] = None,
     issuer: Annotated[str | None, typer.Option(help="required JWT issuer")] = None,
     views: Annotated[
@@ -108,35 +152,75 @@ def serve(
             "(default: process, thread for memory://)"
         ),
     ] = None,
+    nats_connect_timeout: Annotated[
+        float,
+        typer.Option(help="seconds to keep trying the first connection to NATS"),
+    ] = 30.0,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(help="seconds the stop on SIGTERM may take before the process just exits"),
+    ] = 30.0,
 ) -> None:
-    """Runs the engine and serves it over NATS until SIGTERM."""
+    """Runs the engine and serves it over NATS until SIGTERM.
+
+    Exit codes: 0 stopped (SIGTERM, Ctrl-C), 1 drain cut short, 2 could not start (one line why).
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        with interrupt_on_sigterm():
+            code = _serve(
+                store,
+                nats_url,
+                workflows,
+                data_dir,
+                nats_port,
+                NatsSettings(
+                    prefix=prefix,
+                    events_stream=f"{streams}_EVENTS",
+                    commands_stream=f"{streams}_COMMANDS",
+                    dead_stream=f"{streams}_DEAD",
+                    connect_timeout=nats_connect_timeout,
+                    reset_events=reset_events,
+                ),
+                authenticator(auth_key, jwks, audience, issuer),
+                views,
+                drain_timeout,
+            )
+    except KeyboardInterrupt:  # a signal outside the event loop (starting the broker ...)
+        console.print("stopped")
+        code = 0
+    raise typer.Exit(code)
+
+
+def _serve(
+    store: str,
+    nats_url: str | None,
+    workflows: str,
+    data_dir: Path,
+    nats_port: int,
+    settings: NatsSettings,
+    auth: Authenticator | None,
+    views: str | None,
+    drain_timeout: float,
+) -> int:
+    """Checks the store and the workflows before starting a broker, then serves; a
+    SignoffError says why it cannot start (the broker it started is stopped)."""
     if views is None:
         views = "thread" if store.startswith("memory:") else "process"
-    try:
-        engine = Engine(store, views=views)
-    except InvalidInputError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+    engine = Engine(store, views=views)
+    if engine.store.is_durable:
+        usable_store(store)
     names = load_workflows(engine, workflows)
     if names:
         console.print(f"workflows: {', '.join(sorted(names))}")
-    settings = NatsSettings(
-        prefix=prefix,
-        events_stream=f"{streams}_EVENTS",
-        commands_stream=f"{streams}_COMMANDS",
-        dead_stream=f"{streams}_DEAD",
-        reset_events=reset_events,
-    )
-    auth = authenticator(auth_key, jwks, audience, issuer)
     with contextlib.ExitStack() as stack:
-        url = nats_url
+        server, url = None, nats_url
         if url is None:
             server = stack.enter_context(NatsServer(data_dir, port=nats_port or None))
             url = server.url
             console.print(f"bundled nats-server with JetStream at {url} (data in {data_dir})")
-        try:
-            asyncio.run(serve_until_stopped(engine, url, settings, auth))
-        except StreamMismatchError as error:
-            console.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True)
-            raise typer.Exit(2) from None
+        return asyncio.run(
+            serve_until_stopped(
+                engine, url, settings, auth, drain_timeout=drain_timeout, broker=server
+            )
+        )

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from signoff.cli_common import StoreOption, existing_store
 from signoff.engine import DEFAULT_STORE, Engine
 from signoff.projections import audit, queries
 from signoff.read_models import ReadModels
@@ -25,11 +26,12 @@ T = TypeVar("T")
 
 projections_app = typer.Typer(help="Read models built from the event log.", no_args_is_help=True)
 console = Console(stderr=True)
-StoreOption = Annotated[str, typer.Option("--store", help="event store URL")]
 
 
 def with_read_models(store: str, work: Callable[[ReadModels], T]) -> T:
-    """Opens the store's views (without starting the engine), runs ``work``, closes."""
+    """Opens the views of an existing store (without starting the engine), runs ``work``,
+    closes."""
+    existing_store(store)
 
     async def main() -> T:
         engine = Engine(store)

@@ -30,7 +30,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from signoff.adapters.persistence import parse_store_url, prepare_store
+from signoff.adapters.persistence import STORE_ENV, parse_store_url, prepare_store
 from signoff.application import SignoffApplication
 from signoff.read_models import ReadModels
 
@@ -76,13 +76,15 @@ class ViewWorker:
             "signoff",
             "projections",
             "worker",
-            "--store",
-            self.store_url,
             "--poll-interval",
             str(self.poll_interval),
             "--until-stdin-closes",
         ]
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
+        # The URL may hold a password: in the child's environment, not in its command line
+        env = {**os.environ, STORE_ENV: self.store_url}
+        process = subprocess.Popen(  # noqa: S603
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
         assert process.stdin is not None
         os.set_blocking(process.stdin.fileno(), False)
         with self._lock:

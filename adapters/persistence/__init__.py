@@ -7,7 +7,9 @@ import os
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from signoff.adapters.persistence.checks import check_folder, first_connection
 from signoff.domain.errors import InvalidInputError
+from signoff.redact import masked_url
 
 _RECORDERS = {
     "memory": "signoff.adapters.persistence.memory:MemorySignoffRecorder",
@@ -15,6 +17,9 @@ _RECORDERS = {
     "postgres": "signoff.adapters.persistence.postgres:PostgresSignoffRecorder",
 }
 """eventsourcing recorders extended with signoff's run and timer index."""
+STORE_ENV = "SIGNOFF_STORE"
+"""Names the store when a command's ``--store`` is not given (and hands an engine's URL
+to its view worker without showing it in the worker's command line)."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,11 @@ class StoreConfig:
     kind: str
     env: dict[str, str]
     schema: str | None = None
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as it may be printed: its password masked."""
+        return masked_url(self.url)
 
     @property
     def is_durable(self) -> bool:
@@ -85,30 +95,24 @@ def parse_store_url(url: str) -> StoreConfig:
             env["POSTGRES_SCHEMA"] = schema
         return StoreConfig(url, "postgres", env, schema)
     raise InvalidInputError(
-        f"unknown store URL {url!r}: use memory://, sqlite:///path or postgresql://..."
+        f"unknown store URL {masked_url(url)!r}: use memory://, sqlite:///path or postgresql://..."
     )
 
 
 def prepare_store(config: StoreConfig) -> None:
-    """Creates what the store needs before eventsourcing opens it (a Postgres schema)."""
-    if config.kind == "postgres" and config.schema:
-        import psycopg
-        from psycopg import sql
+    """Checks that the store can be opened, failing fast with the cause (see
+    :mod:`.checks`), and creates what it needs before eventsourcing opens it (a Postgres
+    schema)."""
+    check_folder(config)
+    if config.kind != "postgres":
+        return
+    # Processes creating it at once race inside IF NOT EXISTS: one wins, all go on.
+    with first_connection(config) as conn:
+        if config.schema:
+            import psycopg
+            from psycopg import sql
 
-        env = config.env
-        # Processes creating it at once race inside IF NOT EXISTS: one wins, all go on.
-        with (
-            psycopg.connect(
-                dbname=env["POSTGRES_DBNAME"],
-                host=env["POSTGRES_HOST"],
-                port=int(env["POSTGRES_PORT"]),
-                user=env["POSTGRES_USER"],
-                password=env["POSTGRES_PASSWORD"] or None,
-                connect_timeout=10,
-                autocommit=True,
-            ) as conn,
-            contextlib.suppress(psycopg.errors.UniqueViolation),
-        ):
-            conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
-            )
+            with contextlib.suppress(psycopg.errors.UniqueViolation):
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
+                )

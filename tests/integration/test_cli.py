@@ -26,7 +26,10 @@ def test_demo_records_decisions_and_prints_their_audit_trails(tmp_path: Path):
 
 
 def test_history_of_an_unknown_id_fails_with_a_typed_error(tmp_path: Path):
-    done = signoff("history", "nope", "--store", f"sqlite:///{tmp_path}/x.db")
+    store = f"sqlite:///{tmp_path}/x.db"
+    assert signoff("demo", "--store", store).returncode == 0
+
+    done = signoff("history", "nope", "--store", store)
 
     assert done.returncode == 2
     assert "NotFoundError" in done.stdout

@@ -4,13 +4,11 @@ SIGTERM that drains in-flight commands before exit."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from typing import Any
 
 import nats
@@ -18,36 +16,14 @@ import orjson
 import pytest
 
 from signoff.adapters.nats.server import free_port
+from tests.integration.process_support import (
+    assert_all_gone,
+    children_of,
+    command_line,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for_line(process: subprocess.Popen[bytes], text: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        assert process.stderr is not None
-        line = process.stderr.readline().decode()
-        seen.append(line)
-        if text in line:
-            return "".join(seen)
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"no {text!r} in output: {''.join(seen)}")
-
-
-def _processes_naming(text: str) -> list[int]:
-    """Pids of live processes whose command line contains ``text``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    if text.encode() in cmdline.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.mark.parametrize("views", ["thread", "process"])
@@ -77,8 +53,9 @@ async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path, views):
     try:
         # It starts a bundled broker, loads the workflows and says it runs unauthenticated
         banner = wait_for_line(process, "signoff serving")
+        workers = [pid for pid in children_of(process.pid) if "projections" in command_line(pid)]
         if views == "process":  # the views are built by a worker process of its own
-            assert len(_processes_naming(f"sqlite:///{db}")) == 2
+            assert len(workers) == 1
         assert "nats-expense" in banner
         assert "unauthenticated" in banner
 
@@ -109,7 +86,7 @@ async def test_serve_drains_in_flight_commands_on_sigterm(tmp_path, views):
             process.wait()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM signoff_approvals").fetchone()[0] == 300
-    assert _processes_naming(f"sqlite:///{db}") == [], "a worker outlived signoff serve"
+    assert_all_gone(workers)  # no worker outlived signoff serve
 
     # The bundled broker stopped with it
     with pytest.raises(ConnectionRefusedError):
