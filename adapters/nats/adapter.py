@@ -73,13 +73,9 @@ class NatsAdapter:
         await self.stop()
 
     async def start(self) -> None:
-<<<<<<< HEAD
-        """Connects, creates the streams when missing and starts serving; raises
-        StreamMismatchError when the events stream is another store's."""
-=======
         """Connects (giving up after ``settings.connect_timeout`` with
-        NatsUnavailableError), creates the streams when missing and starts serving."""
->>>>>>> fail-cleanly
+        NatsUnavailableError), creates the streams when missing and starts serving; raises
+        StreamMismatchError when the events stream is another store's."""
         if self.auth is None:
             log.warning("NATS commands are unauthenticated: the body's 'by' is trusted")
         self.nc = await connect(

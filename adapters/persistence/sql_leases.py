@@ -116,9 +116,8 @@ class SqlLeases:
             if d.arrays:
                 cursor.execute(self._lease_release, (ids, tokens, work.owner))
             else:
-                cursor.executemany(
-                    self._lease_release, [(i, t, work.owner) for i, t in zip(ids, tokens, strict=True)]
-                )
+                rows = [(i, t, work.owner) for i, t in zip(ids, tokens, strict=True)]
+                cursor.executemany(self._lease_release, rows)
         if work.claims:
             where, params = d.in_list("id", sorted(set(work.claims)))
             cursor.execute(self._lease_take.format(ids=where), [work.owner, work.seconds, *params])

@@ -25,7 +25,7 @@ from signoff.adapters.nats.streams import STORE_ID_KEY
 from signoff.engine import Engine
 from tests.integration.nats_support import Served, served, stream_messages, unique_settings
 from tests.integration.nats_support import wait_until as wait_for
-from tests.integration.test_nats_serve import wait_for_line
+from tests.integration.process_support import wait_for_line
 
 Event = tuple[int, str, int]
 """(notification id, aggregate id, version)."""
