@@ -160,6 +160,17 @@ def serve(
         float,
         typer.Option(help="seconds the stop on SIGTERM may take before the process just exits"),
     ] = 30.0,
+    lease: Annotated[
+        str,
+        typer.Option(
+            help="how long a run (or a schedule's firing) stays with this engine unrenewed: "
+            "the runs of an engine that died are taken over by the others after it"
+        ),
+    ] = "30 seconds",
+    max_clock_skew: Annotated[
+        str,
+        typer.Option(help="refuse to start when this host's clock is further from the store's"),
+    ] = "5 seconds",
 ) -> None:
     """Runs the engine and serves it over NATS until SIGTERM.
 
@@ -185,6 +196,8 @@ def serve(
                 authenticator(auth_key, jwks, audience, issuer),
                 views,
                 drain_timeout,
+                lease,
+                max_clock_skew,
             )
     except KeyboardInterrupt:  # a signal outside the event loop (starting the broker ...)
         console.print("stopped")
@@ -202,12 +215,14 @@ def _serve(
     auth: Authenticator | None,
     views: str | None,
     drain_timeout: float,
+    lease: str,
+    max_clock_skew: str,
 ) -> int:
     """Checks the store and the workflows before starting a broker, then serves; a
     SignoffError says why it cannot start (the broker it started is stopped)."""
     if views is None:
         views = "thread" if store.startswith("memory:") else "process"
-    engine = Engine(store, views=views)
+    engine = Engine(store, views=views, lease=lease, max_clock_skew=max_clock_skew)
     if engine.store.is_durable:
         usable_store(store)
     names = load_workflows(engine, workflows)

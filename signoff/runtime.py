@@ -163,7 +163,7 @@ class Runtime:
                 loop.call_soon_threadsafe(self._poked.set)
 
     async def _every(self, tick: Callable[[], Any], *, poke: bool = False) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await tick()
             except asyncio.CancelledError:
@@ -171,8 +171,11 @@ class Runtime:
             except Exception:  # keep the loop alive; the next tick retries
                 log.exception("signoff runtime loop failed; retrying")
             if poke:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that arrives as its timeout expires, and the loop never ends
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poked.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._poked.wait()
                 self._poked.clear()
             else:
                 await asyncio.sleep(self.poll_interval)
