@@ -12,13 +12,14 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import nats
 import orjson
 import pytest
 
-from signoff.adapters.nats.relay import NOTIFICATION_HEADER
 from signoff.adapters.nats.server import NatsServer
+from signoff.adapters.nats.stream_identity import NOTIFICATION_HEADER
 from signoff.adapters.persistence import parse_store_url
 from signoff.application import SignoffApplication
 from signoff.client import SignoffClient
@@ -86,12 +87,12 @@ async def all_complete(store: str, runs: int, timeout: float) -> dict[str, int]:
         app.close()
 
 
-def stored_history(store: str) -> tuple[list[int], dict[str, list[tuple[str, dict]]]]:
+def stored_history(store: str) -> tuple[list[int], dict[str, list[tuple[str, dict[str, Any]]]]]:
     """Every notification id, and each aggregate's events (name, data) in order."""
     app = SignoffApplication(parse_store_url(store).env)
     try:
         ids: list[int] = []
-        events: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+        events: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         position = 0
         while True:
             page = app.recorder.select_notifications(position, 1000, inclusive_of_start=False)
@@ -141,8 +142,8 @@ async def run_fleet(store: str, engines: int, tmp_path: Path, seed: int) -> None
         steps = [data for name, data in trail if name == "StepRecorded"]
         assert sorted(s["name"] for s in steps) == ["process", "validate"], steps
         for s in steps:
-            at = datetime.fromisoformat(s["timestamp"]["_data_"])
-            committed[(run_id, s["name"])] = at.timestamp()
+            recorded = datetime.fromisoformat(s["timestamp"]["_data_"])
+            committed[(run_id, s["name"])] = recorded.timestamp()
         # Its approval was decided once, by the one approver
         approval = history[f"{run_id}:approval:1"]
         votes = [data for name, data in approval if name == "VoteCast"]
