@@ -26,6 +26,8 @@ class RunRow:
     updated_at: float
     completed_at: float | None
     metadata: dict[str, Any]
+    is_new: bool = False
+    """The run was started in the transaction that writes this row."""
 
 
 @dataclass(frozen=True)

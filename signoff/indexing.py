@@ -23,6 +23,7 @@ def run_row(run: WorkflowRun) -> RunRow:
         updated_at=epoch(run.modified_on),
         completed_at=epoch(completed) if completed else None,
         metadata=run.metadata,
+        is_new=run.version == len(run.pending_events),
     )
 
 

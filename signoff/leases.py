@@ -67,10 +67,18 @@ class LeaseWork:
             del self.releases[run_id]
         self.announce = announce
 
-    def locked_ids(self, changed_runs: list[str]) -> list[str]:
-        """Every run row the transaction touches, sorted (locked in this order first, so
-        that concurrent transactions of several engines never deadlock)."""
-        return sorted({*changed_runs, *self.fences, *self.claims, *self.releases})
+    def split(self, run_ids: set[str]) -> LeaseWork:
+        """The part of the work on runs outside ``run_ids`` (it shares ``granted``)."""
+        rest = LeaseWork(self.owner, self.seconds, granted=self.granted, announce=self.announce)
+        rest.fences = {k: v for k, v in self.fences.items() if k not in run_ids}
+        rest.claims = [k for k in self.claims if k not in run_ids]
+        rest.releases = {k: v for k, v in self.releases.items() if k not in run_ids}
+        return rest
+
+    def locked_ids(self) -> list[str]:
+        """Every run row the work touches, sorted (locked in this order first, so that
+        concurrent transactions of several engines never deadlock)."""
+        return sorted({*self.fences, *self.claims, *self.releases})
 
     def lost(self, held: dict[str, tuple[str | None, int]]) -> list[str]:
         """The fenced runs that ``held`` (run id -> owner, token, as stored) no longer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
@@ -18,6 +19,7 @@ from signoff.adapters.persistence.sql_keys import SqlKeys, key_statements
 from signoff.adapters.persistence.sql_leases import (
     LEASE_COLUMNS,
     LeaseDialect,
+    LeasedRunUpsert,
     SqlLeases,
     add_lease_columns,
 )
@@ -62,7 +64,7 @@ def _lease_dialect(schema: str) -> LeaseDialect:
     return LeaseDialect(
         param="%s",
         runs=f'"{schema}".signoff_runs',
-        now="extract(epoch from clock_timestamp())::float8",  # the database's clock
+        now="extract(epoch from statement_timestamp())::float8",  # the database's clock
         lock_rows=" FOR UPDATE",
         skip_locked=" FOR UPDATE SKIP LOCKED",
         notify=SQL("NOTIFY {}").format(Identifier(ready_channel(schema))).as_string(None),
@@ -123,6 +125,7 @@ class PostgresSignoffRecorder(
             lambda: datastore.transaction(commit=True),
         )
         self.ready_channel = ready_channel(datastore.schema)
+        self._upsert_leased = LeasedRunUpsert(self.lease_dialect)
         keys = f'"{datastore.schema}".signoff_idempotency'
         SqlKeys.__init__(
             self,
@@ -236,13 +239,23 @@ class PostgresSignoffRecorder(
         **kwargs: Any,
     ) -> None:
         """Writes the index and the leases first (before eventsourcing locks the events
-        table): the run rows are locked in one sorted statement, then written."""
+        table); the run rows and their leases go in one statement."""
         super()._insert_events(curs, stored_events, **kwargs)
-        if leases is not None:
-            self.lock_runs(curs, leases, [r.id for r in index.runs] if index else [])
-        if index:
-            self.write(curs, index)
-        if leases is not None:
-            self.settle_leases(curs, leases)
+        if leases is None:
+            if index:
+                self.write(curs, index)
+        else:
+            leases.granted.clear()  # a transaction retried after a deadlock claims afresh
+            rest = leases
+            if index and index.runs:
+                self._upsert_leased(curs, index.runs, leases)
+                rest = leases.split({r.id for r in index.runs})
+                index = replace(index, runs=[])
+            self.lock_runs(curs, rest)  # leases of runs the transaction does not write
+            if index:
+                self.write(curs, index)
+            self.settle_leases(curs, rest)
+            rest.announce |= leases.announce
+            self.announce(curs, rest)
         if replies:
             self.record_replies(curs, replies)

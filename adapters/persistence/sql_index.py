@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from signoff.adapters.persistence.bulk import BulkDelete, BulkInsert
-from signoff.adapters.persistence.sql_leases import LEASE_COLUMNS
+from signoff.adapters.persistence.sql_leases import LEASE_COLUMNS, free_runs_index
 from signoff.index import IndexUpdate, TimerRow
 
 Cursor = Any
@@ -43,6 +43,7 @@ class Dialect:
             f"CREATE INDEX IF NOT EXISTS {runs_index}_status "
             f"ON {self.runs} (status, name, created_at)",
             f"CREATE INDEX IF NOT EXISTS {runs_index}_created ON {self.runs} (created_at, id)",
+            free_runs_index(self.runs),
             f"CREATE TABLE IF NOT EXISTS {self.timers} ("
             "target_id TEXT NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL, "
             "due_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (target_id, key))",

@@ -8,7 +8,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from signoff.domain.errors import LeaseLostError
+from signoff.index import RunRow
 from signoff.leases import Lease, LeaseWork
 
 Cursor = Any
@@ -21,7 +24,22 @@ LEASE_COLUMNS = (
     ("lease_token", "BIGINT NOT NULL DEFAULT 0"),
     ("lease_until", "DOUBLE PRECISION"),
 )
-"""Added to the run index table (and to an older store's, on open)."""
+"""Added to the run index table (and to an older store's, on open). A free run has no
+``lease_until`` (released, never claimed) or one that passed (its engine went silent)."""
+
+FREE_UNTIL = "COALESCE(lease_until, 0)"
+"""A run is free when this is in the past: what the index of free ready runs is on."""
+
+
+def free_runs_index(runs: str) -> str:
+    """DDL of the index that finds ready runs no live lease holds without reading the runs
+    engines hold (polls run often: they must not read every held run)."""
+    name = runs.replace(".", "_").replace('"', "")
+    executable = ", ".join(repr(s) for s in EXECUTABLE)
+    return (
+        f"CREATE INDEX IF NOT EXISTS {name}_free ON {runs} (({FREE_UNTIL})) "
+        f"WHERE status IN ({executable})"
+    )
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,7 @@ class SqlLeases:
         self.lease_dialect = dialect
         self._lease_transaction = write
         d, p = dialect, dialect.param
-        free = f"(lease_owner IS NULL OR lease_until < {d.now})"
+        free = f"{FREE_UNTIL} < {d.now}"
         executable = f"status IN ({', '.join(repr(s) for s in EXECUTABLE)})"
         self._lease_take = (
             f"UPDATE {d.runs} SET lease_owner = {p}, lease_token = lease_token + 1, "
@@ -86,9 +104,7 @@ class SqlLeases:
 
     # Inside a transaction of the writer ----------------------------------------
 
-    def lock_runs(
-        self, cursor: Cursor, work: LeaseWork, changed_runs: list[str], *, lock_all: bool = False
-    ) -> None:
+    def lock_runs(self, cursor: Cursor, work: LeaseWork, *, lock_all: bool = False) -> None:
         """Refuses the transaction when a fenced run was lost. On PostgreSQL it first locks
         every run row the transaction touches, in one sorted statement (when it fences
         runs, or ``lock_all``), so that the transactions of several engines, which touch
@@ -96,7 +112,7 @@ class SqlLeases:
         d = self.lease_dialect
         if not (work.fences or (lock_all and d.lock_rows)):
             return
-        ids = work.locked_ids(changed_runs) if d.lock_rows else sorted(work.fences)
+        ids = work.locked_ids() if d.lock_rows else sorted(work.fences)
         if not ids:
             return
         where, params = d.in_list("id", ids)
@@ -108,9 +124,8 @@ class SqlLeases:
 
     def settle_leases(self, cursor: Cursor, work: LeaseWork) -> None:
         """Releases what the work gives up and claims the runs it readied (after the run
-        rows are written); wakes the other engines for ready runs not claimed here."""
+        rows are written)."""
         d = self.lease_dialect
-        work.granted.clear()  # a transaction retried after a deadlock claims afresh
         if work.releases:
             ids, tokens = sorted(work.releases), [work.releases[i] for i in sorted(work.releases)]
             if d.arrays:
@@ -122,18 +137,23 @@ class SqlLeases:
             where, params = d.in_list("id", sorted(set(work.claims)))
             cursor.execute(self._lease_take.format(ids=where), [work.owner, work.seconds, *params])
             work.granted.update({r["id"]: int(r["lease_token"]) for r in cursor.fetchall()})
-            if len(work.granted) < len(set(work.claims)):
+            if any(run_id not in work.granted for run_id in work.claims):
                 work.announce = True
-        if work.announce and d.notify:
-            cursor.execute(d.notify)
+
+    def announce(self, cursor: Cursor, work: LeaseWork) -> None:
+        """Wakes the other engines when the transaction left a ready run unclaimed."""
+        if work.announce and self.lease_dialect.notify:
+            cursor.execute(self.lease_dialect.notify)
 
     # Transactions of their own ---------------------------------------------------
 
     def write_leases(self, work: LeaseWork) -> None:
         """Applies lease work that came without events, in a transaction of its own."""
+        work.granted.clear()
         with self._lease_transaction() as cursor:
-            self.lock_runs(cursor, work, [], lock_all=True)
+            self.lock_runs(cursor, work, lock_all=True)
             self.settle_leases(cursor, work)
+            self.announce(cursor, work)
 
     def claim_ready(
         self, owner: str, names: Sequence[str], limit: int, seconds: float
@@ -186,7 +206,96 @@ class SqlLeases:
 
 
 def add_lease_columns(cursor: Cursor, runs: str, existing: set[str]) -> None:
-    """Adds the lease columns an older run index lacks (``existing``: its column names)."""
-    for column, ddl in LEASE_COLUMNS:
-        if column not in existing:
-            cursor.execute(f"ALTER TABLE {runs} ADD COLUMN {column} {ddl}")
+    """Adds the lease columns (and their index) an older run index lacks (``existing``: its
+    column names)."""
+    missing = [(column, ddl) for column, ddl in LEASE_COLUMNS if column not in existing]
+    for column, ddl in missing:
+        cursor.execute(f"ALTER TABLE {runs} ADD COLUMN {column} {ddl}")
+    if missing:
+        cursor.execute(free_runs_index(runs))
+
+
+CLAIM, RELEASE, FENCE = 1, 2, 4
+"""What a transaction does to a run's lease, as bits of the op the leased upsert carries."""
+
+
+class LeasedRunUpsert:
+    """PostgreSQL: the run index rows and their leases in one statement.
+
+    Writing the run rows, checking the fences, releasing and claiming separately
+    would write each row three or four times (PostgreSQL keeps a version per
+    update); here each row is written once. ``ON CONFLICT DO UPDATE`` sees only
+    the table's columns of the proposed row (``excluded``), so for a run that
+    exists the proposed lease columns carry the operation instead: the owner,
+    the activation's token, and the op bits in ``lease_until``. A new run (only
+    ever claimed) is inserted with its real lease. A fenced row whose lease moved
+    on is left alone and missing from what the statement returns.
+    """
+
+    def __init__(self, dialect: LeaseDialect) -> None:
+        d, now = dialect, dialect.now
+        op = "(excluded.lease_until::int)"
+        ours = "(r.lease_owner = excluded.lease_owner AND r.lease_token = excluded.lease_token)"
+        released = f"({op} & {RELEASE} = {RELEASE} AND {ours})"
+        executable = f"excluded.status IN ({', '.join(repr(s) for s in EXECUTABLE)})"
+        free = f"COALESCE(r.lease_until, 0) < {now}"
+        granted = f"({op} & {CLAIM} = {CLAIM} AND {executable} AND ({released} OR {free}))"
+        self.sql = (
+            f"INSERT INTO {d.runs} AS r (id, name, status, created_at, updated_at, "
+            "completed_at, metadata, lease_owner, lease_token, lease_until) "
+            "SELECT id, name, status, created_at, updated_at, completed_at, metadata, "
+            f"CASE WHEN NOT is_new OR op & {CLAIM} = {CLAIM} THEN %s END, "
+            f"CASE WHEN NOT is_new THEN token WHEN op & {CLAIM} = {CLAIM} THEN 1 ELSE 0 END, "
+            f"CASE WHEN NOT is_new THEN op WHEN op & {CLAIM} = {CLAIM} THEN {now} + %s END "
+            "FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::float8[], "
+            "%b::float8[], %b::jsonb[], %b::bool[], %b::int8[], %b::int4[]) "
+            "AS x(id, name, status, created_at, updated_at, completed_at, metadata, is_new, "
+            "token, op) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+            "updated_at = excluded.updated_at, completed_at = excluded.completed_at, "
+            f"lease_owner = CASE WHEN {granted} THEN excluded.lease_owner "
+            f"WHEN {released} THEN NULL ELSE r.lease_owner END, "
+            f"lease_token = CASE WHEN {granted} THEN r.lease_token + 1 ELSE r.lease_token END, "
+            f"lease_until = CASE WHEN {granted} THEN {now} + %s WHEN {released} THEN NULL "
+            "ELSE r.lease_until END "
+            f"WHERE {op} & {FENCE} = 0 OR {ours} "
+            "RETURNING r.id, r.lease_owner, r.lease_token"
+        )
+
+    def __call__(self, cursor: Cursor, rows: Sequence[RunRow], work: LeaseWork) -> None:
+        """Upserts ``rows`` (sorted: one lock order for every engine) with the work's lease
+        operations on them; fills ``work.granted``; raises LeaseLostError for a lost fence."""
+        rows = sorted(rows, key=lambda r: r.id)
+        claims = set(work.claims)
+        ops, tokens = [], []
+        for r in rows:
+            ops.append(
+                (r.id in claims) * CLAIM
+                | (r.id in work.releases) * RELEASE
+                | (r.id in work.fences) * FENCE
+            )
+            tokens.append(work.fences.get(r.id) or work.releases.get(r.id) or 0)
+        columns = (
+            [r.id for r in rows],
+            [r.name for r in rows],
+            [r.status for r in rows],
+            [float(r.created_at) for r in rows],
+            [float(r.updated_at) for r in rows],
+            [None if r.completed_at is None else float(r.completed_at) for r in rows],
+            [orjson.dumps(r.metadata).decode() for r in rows],
+            [r.is_new for r in rows],
+            tokens,
+            ops,
+        )
+        cursor.execute(self.sql, (work.owner, work.seconds, *columns, work.seconds), prepare=True)
+        returned = cursor.fetchall()
+        held = {row["id"]: (row["lease_owner"], int(row["lease_token"])) for row in returned}
+        lost = sorted(run_id for run_id in work.fences if run_id not in held)
+        if lost:
+            raise LeaseLostError(lost)
+        for run_id in claims:
+            owner, token = held.get(run_id, (None, 0))
+            if owner == work.owner:
+                work.granted[run_id] = token
+            else:
+                work.announce = True

@@ -137,11 +137,13 @@ class SQLiteSignoffRecorder(
         if notification_ids:
             self.write_chain(c, notification_ids, stored_events)
         if leases is not None:
-            self.lock_runs(c, leases, [r.id for r in index.runs] if index else [])
+            leases.granted.clear()
+            self.lock_runs(c, leases)
         if index:
             self.write(c, index)
         if leases is not None:
             self.settle_leases(c, leases)
+            self.announce(c, leases)
         if replies:
             self.record_replies(c, replies)
         return notification_ids
