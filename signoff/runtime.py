@@ -21,6 +21,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import random
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -43,7 +44,8 @@ T = TypeVar("T")
 log = logging.getLogger("signoff.runtime")
 
 PICKUP_BATCH = 64
-"""Most ready runs one poll claims: engines polling together share a backlog."""
+"""Most activations an engine has in flight and still claims ready runs from the shared
+backlog for (runs its own commands make ready are claimed whatever its load)."""
 
 Listen = Callable[[Callable[[], None], threading.Event], None]
 """Blocks, calling its first argument whenever the store announces ready runs, until its
@@ -171,10 +173,11 @@ class Runtime:
             except Exception:  # keep the loop alive; the next tick retries
                 log.exception("signoff runtime loop failed; retrying")
             if poke:
+                # Jittered, so that engines polling one store do not poll in step;
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
                 # cancellation that arrives as its timeout expires, and the loop never ends
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_interval):
+                    async with asyncio.timeout(self.poll_interval * random.uniform(0.5, 1.5)):
                         await self._poked.wait()
                 self._poked.clear()
             else:
@@ -224,9 +227,10 @@ class Runtime:
 
     async def _pick_up(self) -> None:
         """Claims ready runs no live lease holds (made ready elsewhere, or left by an
-        engine that died), a bounded number at a time."""
+        engine that died). An engine busy with many activations leaves them to the
+        others: the runs a poll finds are shared by load, not by who polls first."""
         names = list(self.workflows)
-        room = min(PICKUP_BATCH, self.max_concurrent - len(self._tasks))
+        room = min(PICKUP_BATCH, self.max_concurrent) - len(self._tasks)
         if not names or room <= 0:
             return
         seconds = self.lease.total_seconds()
@@ -235,8 +239,6 @@ class Runtime:
         )
         for lease in claimed:
             self.begin(lease)
-        if len(claimed) == room:
-            self._poked.set()  # more may be waiting: look again at once
 
     async def _renew_leases(self) -> None:
         """Renews the leases of the activations in flight, three times per lease."""
