@@ -101,8 +101,7 @@ async def test_a_dead_engines_runs_are_taken_over_once_its_lease_runs_out(
                 # The worker dies; its runs are taken over (a new token each) and finish
                 worker.send_signal(signal.SIGKILL)
                 worker.wait()
-                for run_id in runs:
-                    await eventually(lambda run_id=run_id: _status(api, run_id, "complete"))
+                await eventually(lambda: _all_complete(api, runs))
 
             assert taken == Counter(runs)
             after = holders(api, runs)
@@ -158,8 +157,7 @@ async def test_ready_runs_are_shared_between_engines(durable_store_url: str):
         # An engine that executes nothing starts the runs; the two others claim them
         api.register(Slow, execute=False)
         runs = await asyncio.gather(*(api.run_workflow("slow") for _ in range(300)))
-        for run_id in runs:
-            await eventually(lambda run_id=run_id: _status(api, run_id, "complete"))
+        await eventually(lambda: _all_complete(api, runs))
 
     # Each run ran once, and each engine ran a good share of them
     assert ran["a"] + ran["b"] == Counter(runs)
@@ -227,6 +225,10 @@ async def test_an_engine_whose_clock_is_off_refuses_to_start(
 
 async def _status(engine: Engine, run_id: str, status: str) -> bool:
     return (await engine.get_workflow(run_id)).status == status
+
+
+async def _all_complete(engine: Engine, run_ids: list[str]) -> bool:
+    return all([await _status(engine, run_id, "complete") for run_id in run_ids])
 
 
 async def _at_the_gate(run_id: str) -> bool:
