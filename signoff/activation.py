@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from signoff.domain.durations import parse_duration
 from signoff.domain.errors import LeaseLostError, SignoffError
 from signoff.domain.workflow_run import WorkflowRun
+from signoff.leases import Lease
 from signoff.run_units import RunSnapshot, RunWrite, start_wait
 from signoff.session import Session
 from signoff.step import Step, Suspended, check_name
@@ -77,6 +79,14 @@ class Activation:
         if observer is not None:
             observer(self.snapshot.id, self.snapshot.generation, name, attempt)
 
+    async def ensure_lease(self) -> None:
+        """Stops the activation (before a step starts) if its engine lost the run."""
+        try:
+            await self.runtime.ensure_lease(Lease(self.snapshot.id, self.token))
+        except LeaseLostError as error:
+            self.end = End.LOST
+            raise Stopped from error
+
     def claim_name(self, name: str) -> None:
         """Refuses a name used twice in one run."""
         check_name(self._names, name)
@@ -91,6 +101,7 @@ class Activation:
         """
         reports, self._unsaved_reports = self._unsaved_reports, []
         unit: RunWrite[T] = RunWrite(self.snapshot, self.token, reports, change, self.runtime.cause)
+        written_at = time.monotonic()
         try:
             value, snapshot = await self.runtime.writer.submit(unit)
         except LeaseLostError as error:
@@ -103,6 +114,8 @@ class Activation:
         self.snapshot = snapshot
         if unit.released:
             self.end = End.RELEASED
+        else:
+            self.runtime.confirmed(Lease(snapshot.id, self.token), written_at)
         return value
 
     def report(self, kind: str, value: Any) -> None:

@@ -99,8 +99,13 @@ class LeaseStore(Protocol):
         """Claims up to ``limit`` ready runs of the named workflows that no live lease holds."""
         ...
 
-    def renew_leases(self, owner: str, run_ids: Sequence[str], seconds: float) -> None:
-        """Extends ``owner``'s leases of ``run_ids`` by ``seconds`` from now."""
+    def renew_leases(self, owner: str, run_ids: Sequence[str], seconds: float) -> dict[str, int]:
+        """Extends ``owner``'s leases of ``run_ids`` by ``seconds`` from now; returns the
+        runs renewed, with their tokens."""
+        ...
+
+    def confirm_lease(self, owner: str, lease: Lease, seconds: float) -> bool:
+        """Extends ``lease`` if ``owner`` still holds it; tells whether it does."""
         ...
 
     def release_all(self, owner: str) -> None:

@@ -23,6 +23,7 @@ import inspect
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -32,7 +33,7 @@ from signoff.activation import Activation, End
 from signoff.application import SignoffApplication
 from signoff.clock import Clock
 from signoff.domain.base import Cause
-from signoff.domain.errors import NotFoundError
+from signoff.domain.errors import LeaseLostError, NotFoundError
 from signoff.domain.workflow_run import QUEUED, RUNNING, WorkflowRun
 from signoff.index import RunIndex, TimerRow, epoch
 from signoff.leases import Lease, LeaseStore
@@ -89,6 +90,8 @@ class Runtime:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._held: dict[str, int] = {}
         """Leases this engine holds for its activations: run id -> token."""
+        self._confirmed: dict[str, float] = {}
+        """When each held lease was last known to be this engine's (monotonic seconds)."""
         self._handoff: dict[str, tuple[Lease, RunSnapshot | None]] = {}
         """Runs claimed while their previous activation was still ending."""
         self._again: set[str] = set()
@@ -199,19 +202,23 @@ class Runtime:
             return
         ready = [(lease, RunSnapshot.of(run)) for lease, run in claimed]
         with contextlib.suppress(RuntimeError):  # the loop closed: the leases expire
-            loop.call_soon_threadsafe(self._begin_all, ready)
+            loop.call_soon_threadsafe(self._begin_all, ready, time.monotonic())
 
-    def _begin_all(self, ready: list[tuple[Lease, RunSnapshot]]) -> None:
+    def _begin_all(self, ready: list[tuple[Lease, RunSnapshot]], claimed_at: float) -> None:
         for lease, snapshot in ready:
-            self.begin(lease, snapshot)
+            self.begin(lease, snapshot, claimed_at=claimed_at)
 
-    def begin(self, lease: Lease, snapshot: RunSnapshot | None = None) -> None:
-        """Executes a run this engine claimed (``snapshot``: the run as the claiming
-        transaction left it; otherwise it is read once the lease is held)."""
+    def begin(
+        self, lease: Lease, snapshot: RunSnapshot | None = None, *, claimed_at: float
+    ) -> None:
+        """Executes a run this engine claimed at ``claimed_at`` (monotonic; ``snapshot``:
+        the run as the claiming transaction left it, else it is read once the lease is
+        held)."""
         if self._stopping.is_set():
             return
         run_id = lease.run_id
         self._held[run_id] = lease.token
+        self._confirmed[run_id] = claimed_at
         if run_id in self._tasks:
             self._handoff[run_id] = (lease, snapshot)
             self._again.add(run_id)
@@ -234,11 +241,12 @@ class Runtime:
         if not names or room <= 0:
             return
         seconds = self.lease.total_seconds()
+        claimed_at = time.monotonic()
         claimed = await self._read(
             lambda: self.leases.claim_ready(self.owner, names, room, seconds)
         )
         for lease in claimed:
-            self.begin(lease)
+            self.begin(lease, claimed_at=claimed_at)
 
     async def _renew_leases(self) -> None:
         """Renews the leases of the activations in flight, three times per lease."""
@@ -248,16 +256,44 @@ class Runtime:
             renew = functools.partial(
                 self.leases.renew_leases, self.owner, list(self._held), seconds
             )
+            renewed_at = time.monotonic()
             try:
-                await self._read(renew)
+                renewed = await self._read(renew)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the next round retries; the fence guards the writes
                 log.exception("could not renew run leases; retrying")
+                continue
+            for run_id, token in renewed.items():
+                self.confirmed(Lease(run_id, token), renewed_at)
+
+    def confirmed(self, lease: Lease, at: float) -> None:
+        """Notes that ``lease`` was this engine's at ``at`` (monotonic): renewed, or a
+        write it fenced committed."""
+        if self._held.get(lease.run_id) == lease.token:
+            self._confirmed[lease.run_id] = max(at, self._confirmed.get(lease.run_id, at))
+
+    async def ensure_lease(self, lease: Lease) -> None:
+        """Makes sure this engine still holds ``lease`` before a step starts: an engine
+        that was paused or cut off for half a lease asks the store (and extends it).
+
+        Raises:
+            LeaseLostError: another engine holds the run now.
+        """
+        seconds = self.lease.total_seconds()
+        since = time.monotonic() - self._confirmed.get(lease.run_id, float("-inf"))
+        if since < seconds / 2:
+            return
+        asked_at = time.monotonic()
+        confirm = functools.partial(self.leases.confirm_lease, self.owner, lease, seconds)
+        if not await self._read(confirm):
+            raise LeaseLostError([lease.run_id])
+        self.confirmed(lease, asked_at)
 
     def _let_go(self, lease: Lease) -> None:
         if self._held.get(lease.run_id) == lease.token:
             del self._held[lease.run_id]
+            self._confirmed.pop(lease.run_id, None)
 
     async def _release(self, lease: Lease) -> None:
         await self.writer.submit(functools.partial(run_units.release, lease=lease))
@@ -279,6 +315,7 @@ class Runtime:
         finally:
             self._tasks.pop(run_id, None)
             self._held.pop(run_id, None)
+            self._confirmed.pop(run_id, None)
             self._handoff.pop(run_id, None)
             if not self._tasks:
                 self._idle.set()

@@ -92,6 +92,7 @@ class Step:
         policy = _retry_policy(retries)
         limit = parse_duration(timeout).total_seconds() if timeout is not None else None
         attempt = (record["attempts"] if record else 0) + 1
+        await a.ensure_lease()
         a.observe_step(name, attempt)
         try:
             result = fn()

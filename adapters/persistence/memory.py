@@ -133,14 +133,25 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
             )
             return [self._take(r.id, owner, seconds, now) for r in ready[: max(0, limit)]]
 
-    def renew_leases(self, owner: str, run_ids: Sequence[str], seconds: float) -> None:
-        """Extends ``owner``'s leases of ``run_ids``."""
+    def renew_leases(self, owner: str, run_ids: Sequence[str], seconds: float) -> dict[str, int]:
+        """Extends ``owner``'s leases of ``run_ids``; returns those renewed, with tokens."""
+        renewed = {}
         with self._database_lock:
             now = time.time()
             for run_id in run_ids:
                 held_by, token = self._holder(run_id)
                 if held_by == owner:
                     self._leases[run_id] = (owner, token, now + seconds)
+                    renewed[run_id] = token
+        return renewed
+
+    def confirm_lease(self, owner: str, lease: Lease, seconds: float) -> bool:
+        """Extends ``lease`` if ``owner`` still holds it; tells whether it does."""
+        with self._database_lock:
+            if self._holder(lease.run_id) != (owner, lease.token):
+                return False
+            self._leases[lease.run_id] = (owner, lease.token, time.time() + seconds)
+            return True
 
     def release_all(self, owner: str) -> None:
         """Gives up every lease ``owner`` holds."""

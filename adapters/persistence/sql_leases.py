@@ -87,7 +87,8 @@ class SqlLeases:
         )
         self._lease_renew = (
             f"UPDATE {d.runs} SET lease_until = {d.now} + {p} WHERE id IN "
-            f"(SELECT id FROM {d.runs} WHERE {{ids}} AND lease_owner = {p}{d.skip_locked})"
+            f"(SELECT id FROM {d.runs} WHERE {{ids}} AND lease_owner = {p}{d.skip_locked}) "
+            "RETURNING id, lease_token"
         )
         if d.arrays:  # one statement over two column arrays
             self._lease_release = (
@@ -170,13 +171,27 @@ class SqlLeases:
             cursor.execute(sql, [owner, seconds, *name_params, limit])
             return [Lease(r["id"], int(r["lease_token"])) for r in cursor.fetchall()]
 
-    def renew_leases(self, owner: str, run_ids: Sequence[str], seconds: float) -> None:
-        """Extends ``owner``'s leases of ``run_ids`` (its activations are alive)."""
+    def renew_leases(self, owner: str, run_ids: Sequence[str], seconds: float) -> dict[str, int]:
+        """Extends ``owner``'s leases of ``run_ids`` (its activations are alive); returns
+        the runs renewed, with their tokens (a row another transaction is writing right
+        now is skipped, and renewed next time)."""
         if not run_ids:
-            return
+            return {}
         where, params = self.lease_dialect.in_list("id", sorted(run_ids))
         with self._lease_transaction() as cursor:
             cursor.execute(self._lease_renew.format(ids=where), [seconds, *params, owner])
+            return {r["id"]: int(r["lease_token"]) for r in cursor.fetchall()}
+
+    def confirm_lease(self, owner: str, lease: Lease, seconds: float) -> bool:
+        """Extends ``lease`` if ``owner`` still holds it; tells whether it does."""
+        d, p = self.lease_dialect, self.lease_dialect.param
+        with self._lease_transaction() as cursor:
+            cursor.execute(
+                f"UPDATE {d.runs} SET lease_until = {d.now} + {p} "
+                f"WHERE id = {p} AND lease_owner = {p} AND lease_token = {p} RETURNING id",
+                [seconds, lease.run_id, owner, lease.token],
+            )
+            return cursor.fetchone() is not None
 
     def release_all(self, owner: str) -> None:
         """Gives up every lease ``owner`` holds (its engine is stopping)."""
