@@ -82,7 +82,7 @@ class Activation:
     async def ensure_lease(self) -> None:
         """Stops the activation (before a step starts) if its engine lost the run."""
         try:
-            await self.runtime.ensure_lease(Lease(self.snapshot.id, self.token))
+            await self.runtime.keeper.ensure(Lease(self.snapshot.id, self.token))
         except LeaseLostError as error:
             self.end = End.LOST
             raise Stopped from error
@@ -115,7 +115,7 @@ class Activation:
         if unit.released:
             self.end = End.RELEASED
         else:
-            self.runtime.confirmed(Lease(snapshot.id, self.token), written_at)
+            self.runtime.keeper.confirmed(Lease(snapshot.id, self.token), written_at)
         return value
 
     def report(self, kind: str, value: Any) -> None:

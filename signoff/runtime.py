@@ -33,9 +33,10 @@ from signoff.activation import Activation, End
 from signoff.application import SignoffApplication
 from signoff.clock import Clock
 from signoff.domain.base import Cause
-from signoff.domain.errors import LeaseLostError, NotFoundError
+from signoff.domain.errors import NotFoundError
 from signoff.domain.workflow_run import QUEUED, RUNNING, WorkflowRun
 from signoff.index import RunIndex, TimerRow, epoch
+from signoff.lease_keeper import LeaseKeeper
 from signoff.leases import Lease, LeaseStore
 from signoff.run_units import RunSnapshot
 from signoff.workflow import Workflow
@@ -88,10 +89,8 @@ class Runtime:
         self._listen = listen
         self._limit = asyncio.Semaphore(max_concurrent)
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._held: dict[str, int] = {}
-        """Leases this engine holds for its activations: run id -> token."""
-        self._confirmed: dict[str, float] = {}
-        """When each held lease was last known to be this engine's (monotonic seconds)."""
+        self.keeper = LeaseKeeper(self.leases, owner, lease.total_seconds(), self._read)
+        """The leases of this engine's activations."""
         self._handoff: dict[str, tuple[Lease, RunSnapshot | None]] = {}
         """Runs claimed while their previous activation was still ending."""
         self._again: set[str] = set()
@@ -133,7 +132,7 @@ class Runtime:
         self._loops = [
             asyncio.create_task(self._every(self._fire_due_timers), name="signoff-timers"),
             asyncio.create_task(self._every(self._pick_up, poke=True), name="signoff-poll"),
-            asyncio.create_task(self._renew_leases(), name="signoff-leases"),
+            asyncio.create_task(self.keeper.renew_forever(), name="signoff-leases"),
         ]
         if self._listen is not None:
             self._listener = threading.Thread(
@@ -217,8 +216,7 @@ class Runtime:
         if self._stopping.is_set():
             return
         run_id = lease.run_id
-        self._held[run_id] = lease.token
-        self._confirmed[run_id] = claimed_at
+        self.keeper.hold(lease, claimed_at)
         if run_id in self._tasks:
             self._handoff[run_id] = (lease, snapshot)
             self._again.add(run_id)
@@ -226,11 +224,6 @@ class Runtime:
         self._idle.clear()
         task = self._activate(lease, snapshot)
         self._tasks[run_id] = asyncio.get_running_loop().create_task(task)
-
-    def wake(self, run_id: str) -> None:
-        """Makes an activation of ``run_id`` in flight go round once more."""
-        if run_id in self._tasks:
-            self._again.add(run_id)
 
     async def _pick_up(self) -> None:
         """Claims ready runs no live lease holds (made ready elsewhere, or left by an
@@ -248,56 +241,9 @@ class Runtime:
         for lease in claimed:
             self.begin(lease, claimed_at=claimed_at)
 
-    async def _renew_leases(self) -> None:
-        """Renews the leases of the activations in flight, three times per lease."""
-        seconds = self.lease.total_seconds()
-        while True:
-            await asyncio.sleep(seconds / 3)
-            renew = functools.partial(
-                self.leases.renew_leases, self.owner, list(self._held), seconds
-            )
-            renewed_at = time.monotonic()
-            try:
-                renewed = await self._read(renew)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the next round retries; the fence guards the writes
-                log.exception("could not renew run leases; retrying")
-                continue
-            for run_id, token in renewed.items():
-                self.confirmed(Lease(run_id, token), renewed_at)
-
-    def confirmed(self, lease: Lease, at: float) -> None:
-        """Notes that ``lease`` was this engine's at ``at`` (monotonic): renewed, or a
-        write it fenced committed."""
-        if self._held.get(lease.run_id) == lease.token:
-            self._confirmed[lease.run_id] = max(at, self._confirmed.get(lease.run_id, at))
-
-    async def ensure_lease(self, lease: Lease) -> None:
-        """Makes sure this engine still holds ``lease`` before a step starts: an engine
-        that was paused or cut off for half a lease asks the store (and extends it).
-
-        Raises:
-            LeaseLostError: another engine holds the run now.
-        """
-        seconds = self.lease.total_seconds()
-        since = time.monotonic() - self._confirmed.get(lease.run_id, float("-inf"))
-        if since < seconds / 2:
-            return
-        asked_at = time.monotonic()
-        confirm = functools.partial(self.leases.confirm_lease, self.owner, lease, seconds)
-        if not await self._read(confirm):
-            raise LeaseLostError([lease.run_id])
-        self.confirmed(lease, asked_at)
-
-    def _let_go(self, lease: Lease) -> None:
-        if self._held.get(lease.run_id) == lease.token:
-            del self._held[lease.run_id]
-            self._confirmed.pop(lease.run_id, None)
-
     async def _release(self, lease: Lease) -> None:
         await self.writer.submit(functools.partial(run_units.release, lease=lease))
-        self._let_go(lease)
+        self.keeper.let_go(lease)
 
     # Activations -------------------------------------------------------------
 
@@ -314,8 +260,7 @@ class Runtime:
             log.exception("activation of run %s failed; retried when its lease expires", run_id)
         finally:
             self._tasks.pop(run_id, None)
-            self._held.pop(run_id, None)
-            self._confirmed.pop(run_id, None)
+            self.keeper.forget(run_id)
             self._handoff.pop(run_id, None)
             if not self._tasks:
                 self._idle.set()
@@ -344,7 +289,7 @@ class Runtime:
                     return lease, fresh  # it changed meanwhile: replay it as it is now
                 await self._release(lease)
             else:
-                self._let_go(lease)
+                self.keeper.let_go(lease)
         handoff = self._handoff.pop(run_id, None)
         if handoff is None and run_id in self._again:
             await self.writer.submit(lambda s: run_units.claim(s, run_id))
