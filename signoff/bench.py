@@ -186,22 +186,18 @@ async def audit_chain(store: str, events: int) -> dict[str, float]:
     return {"hash µs/event": hashing * 1e6, "verify events/s": report.events / elapsed}
 
 
-def _report(name: str, figures: dict[str, float]) -> None:
-    report(name, figures)
-
-
 async def _on_stores(
     stores: list[str], label: str, bench: Callable[[str], Awaitable[dict[str, float]]]
 ) -> None:
     for kind in stores:
         if kind == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
-                _report(f"{label} [sqlite]", await bench(f"sqlite:///{tmp}/bench.db"))
+                report(f"{label} [sqlite]", await bench(f"sqlite:///{tmp}/bench.db"))
         elif kind == "postgres":
             with postgres_store() as store:
-                _report(f"{label} [postgres]", await bench(store))
+                report(f"{label} [postgres]", await bench(store))
         else:
-            _report(f"{label} [memory]", await bench("memory://"))
+            report(f"{label} [memory]", await bench("memory://"))
 
 
 def main() -> None:
