@@ -153,8 +153,9 @@ async def run(
         return
     if engines:
         counts = "/".join(str(k) for k in engines)
+        plural = "es" if engines != [1] else ""
         report(
-            f"expense cycle x{n}, {counts} engine processes [postgres]",
+            f"expense cycle x{n}, {counts} engine process{plural} [postgres]",
             await fleet_cycles(postgres_store, n, engines, in_process=in_process),
         )
     if runs:
