@@ -1,7 +1,8 @@
 """``make bench``: throughput and memory figures on the real stores (printed, never asserted).
 
 Usage: python -m signoff.bench [--n N] [--waiting W] [--schedules S] [--audit A]
-                               [--stores sqlite,postgres]
+                               [--stores sqlite,postgres] [--engines 1,2,3]
+                               [--takeover-runs M] [--lease SECONDS] [--skip-fleet]
 
 - approvals: request N standalone approvals, then approve them all.
 - expense cycle (the seed's ExpenseWorkflow): start N runs -> validate step ->
@@ -15,6 +16,10 @@ Usage: python -m signoff.bench [--n N] [--waiting W] [--schedules S] [--audit A]
   (callback time minus due time), and the RSS before and after creating the S.
 - audit chain: the hashing each stored event costs on the write path (µs), and
   how fast ``signoff audit verify`` checks a store of about A events (events/s).
+- several engine processes on one PostgreSQL schema (signoff.bench_fleet): expense
+  cycles/s with 1, 2 and 3 engine processes (--engines), beside the in-process figure;
+  and how long the runs of an engine killed with SIGKILL wait for another engine
+  (M runs, --lease seconds).
 - NATS (signoff.nats_bench; --nats URL, default a bundled nats-server): approvals
   decided over request/reply by C concurrent clients (decisions/s), and the approve
   reply latency p50/p99 at a fixed offered load (--nats-rate per second, open loop).
@@ -29,35 +34,15 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-
-from signoff import bench_views
+from signoff import bench_fleet, bench_views
+from signoff.bench_support import postgres_store, report
+from signoff.bench_workflows import ExpenseWorkflow
 from signoff.engine import Engine
 from signoff.nats_bench import nats_figures
-from signoff.step import Step
-from signoff.workflow import Workflow, WorkflowEvent
-
-POSTGRES = os.environ.get("SIGNOFF_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-class ExpenseWorkflow(Workflow):
-    """The seed's expense workflow, as in examples/expense.py but without printing."""
-
-    name = "bench-expense"
-
-    async def run(self, event: WorkflowEvent, step: Step) -> Any:
-        expense = event.payload
-        validated = await step.do("validate", lambda: {**expense, "validated": True})
-        await self.report_progress({"step": "approval", "status": "pending"})
-        await self.wait_for_approval(step, timeout="7 days", title="Expense", context=expense)
-        result = await step.do("process", lambda: {"expense_id": event.id, **validated})
-        await step.report_complete(result)
-        return result
 
 
 async def approval_cycles(store: str, n: int) -> dict[str, float]:
@@ -201,27 +186,18 @@ async def audit_chain(store: str, events: int) -> dict[str, float]:
     return {"hash µs/event": hashing * 1e6, "verify events/s": report.events / elapsed}
 
 
-def _report(name: str, figures: dict[str, float]) -> None:
-    cells = "  ".join(f"{k} {v:>9,.1f}" for k, v in figures.items())
-    print(f"{name:<40} {cells}", flush=True)
-
-
 async def _on_stores(
     stores: list[str], label: str, bench: Callable[[str], Awaitable[dict[str, float]]]
 ) -> None:
     for kind in stores:
         if kind == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
-                _report(f"{label} [sqlite]", await bench(f"sqlite:///{tmp}/bench.db"))
+                report(f"{label} [sqlite]", await bench(f"sqlite:///{tmp}/bench.db"))
         elif kind == "postgres":
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            try:
-                _report(f"{label} [postgres]", await bench(f"{POSTGRES}?schema={schema}"))
-            finally:
-                with psycopg.connect(POSTGRES, autocommit=True) as conn:
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            with postgres_store() as store:
+                report(f"{label} [postgres]", await bench(store))
         else:
-            _report(f"{label} [memory]", await bench("memory://"))
+            report(f"{label} [memory]", await bench("memory://"))
 
 
 def main() -> None:
@@ -237,6 +213,10 @@ def main() -> None:
     parser.add_argument("--nats-clients", type=int, default=32)
     parser.add_argument("--nats-rate", type=float, default=500.0)
     parser.add_argument("--skip-nats", action="store_true")
+    parser.add_argument("--engines", default="1,2,3", help="engine processes to compare")
+    parser.add_argument("--takeover-runs", type=int, default=100, help="runs taken over (0: skip)")
+    parser.add_argument("--lease", type=float, default=2.0, help="run lease of the takeover, s")
+    parser.add_argument("--skip-fleet", action="store_true", help="no engine processes")
     args = parser.parse_args()
     stores = args.stores.split(",")
 
@@ -250,6 +230,15 @@ def main() -> None:
             f"expense cycle x{args.n}, views in a worker",
             lambda s: expense_cycles(s, args.n, views="process"),
         )
+        if not args.skip_fleet:
+            await bench_fleet.run(
+                stores,
+                n=args.n,
+                engines=[int(k) for k in args.engines.split(",") if k],
+                runs=args.takeover_runs,
+                lease=args.lease,
+                in_process=expense_cycles,
+            )
         if args.waiting:
             await _on_stores(
                 ["sqlite"],

@@ -17,14 +17,13 @@ import statistics
 import time
 from typing import Any
 
+from signoff.bench_workflows import ExpenseWorkflow
 from signoff.engine import Engine
 
 
 async def _fill(engine: Engine, events: int) -> int:
     """Stores at least ``events`` events, about half from standalone approvals (requested,
     voted on, decided) and half from the seed's expense workflow run to completion."""
-    from signoff.bench import ExpenseWorkflow
-
     engine.register(ExpenseWorkflow)
     batch = 250
     while (engine.application.recorder.max_notification_id() or 0) < events:
