@@ -100,6 +100,7 @@ class Runtime:
         self._idle = asyncio.Event()
         self._idle.set()
         self._poked = asyncio.Event()
+        self._jitter = random.Random()  # its own: the global one is the application's
         self._stopping = threading.Event()
         self._listener: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,7 +180,7 @@ class Runtime:
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
                 # cancellation that arrives as its timeout expires, and the loop never ends
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_interval * random.uniform(0.5, 1.5)):
+                    async with asyncio.timeout(self.poll_interval * self._jitter.uniform(0.5, 1.5)):
                         await self._poked.wait()
                 self._poked.clear()
             else:
