@@ -34,10 +34,15 @@ class SqlKeys:
         param: str,
         now: str,
         write: Callable[[], AbstractContextManager[Cursor]],
+        lock_first: bool = False,
     ) -> None:
+        """``lock_first``: take the write lock before anything is read (SQLite: a
+        transaction that reads, then writes, fails at once, without waiting, when
+        another connection wrote in between)."""
         self.keys_table = table
         self._keys_transaction = write
         t, p = table, param
+        self._key_lock = f"DELETE FROM {t} WHERE key IS NULL" if lock_first else ""
         self._key_now = f"SELECT {now} AS now"
         self._key_select = (
             f"SELECT fingerprint, owner, claimed_at, status, code, outcome FROM {t} WHERE key = {p}"
@@ -65,6 +70,8 @@ class SqlKeys:
         """Applies ``ops`` in order, in one transaction; answers each claim."""
         answers = []
         with self._keys_transaction() as cursor:
+            if self._key_lock:
+                cursor.execute(self._key_lock)
             cursor.execute(self._key_now)
             now = float(cursor.fetchone()["now"])
             for op in ops:
