@@ -20,6 +20,7 @@ from signoff.adapters.nats.connection import NatsRefusedError
 from signoff.adapters.nats.identity import Authenticator
 from signoff.adapters.nats.server import NatsServer
 from signoff.cli_common import StoreOption, usable_store
+from signoff.domain.durations import parse_duration
 from signoff.domain.errors import InvalidInputError
 from signoff.engine import DEFAULT_STORE, Engine
 from signoff.redact import masked_url
@@ -167,6 +168,13 @@ def serve(
             "the runs of an engine that died are taken over by the others after it"
         ),
     ] = "30 seconds",
+    idempotency_lease: Annotated[
+        str,
+        typer.Option(
+            help="how long a keyed command stays claimed by an engine that went silent: "
+            "a retry with the same key runs it elsewhere after it"
+        ),
+    ] = "60 seconds",
     max_clock_skew: Annotated[
         str,
         typer.Option(help="refuse to start when this host's clock is further from the store's"),
@@ -177,6 +185,10 @@ def serve(
     Exit codes: 0 stopped (SIGTERM, Ctrl-C), 1 drain cut short, 2 could not start (one line why).
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        key_lease = parse_duration(idempotency_lease).total_seconds()
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--idempotency-lease") from None
     try:
         with interrupt_on_sigterm():
             code = _serve(
@@ -192,6 +204,7 @@ def serve(
                     dead_stream=f"{streams}_DEAD",
                     connect_timeout=nats_connect_timeout,
                     reset_events=reset_events,
+                    idempotency_lease=key_lease,
                 ),
                 authenticator(auth_key, jwks, audience, issuer),
                 views,

@@ -13,7 +13,8 @@ unrun (nothing stored, the claim expires and a retry runs it) or done (the
 events and the reply together), never applied without its reply. That
 transaction also commits only while this engine still holds the key's claim,
 so a command never runs twice because a slow engine lost its claim. A refusal
-(which stores nothing) is recorded after the fact.
+(which stores nothing) is recorded after the fact, also only while the claim is
+this engine's: one that lost it answers with what the key holds instead.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ class Op:
 class KeyStore(Protocol):
     """Where keys live: the event store."""
 
-    def apply_key_ops(self, ops: list[Op], *, owner: str, lease: float) -> list[Claim]:
-        """Applies ``ops`` in order, in one transaction; answers each claim."""
+    def apply_key_ops(self, ops: list[Op], *, owner: str, lease: float) -> list[Claim | None]:
+        """Applies ``ops`` in order, in one transaction; answers each (a claim: see
+        :class:`Claim`; a finish: None when it recorded its outcome, else
+        :func:`held`; a release: None)."""
         ...
 
 
@@ -123,12 +126,15 @@ class Ledger:
         assert answer is not None
         return answer
 
-    async def finish(self, key: str, code: str | None, outcome: bytes) -> None:
-        """Records the outcome of a claimed key that stored nothing (a refusal)."""
-        await self._submit(Op("finish", key, code=code, outcome=outcome))
+    async def finish(self, key: str, code: str | None, outcome: bytes) -> Claim | None:
+        """Records the outcome of a claimed key that stored nothing (a refusal); None when
+        it did, else what the key holds (another engine took the claim over: see
+        :func:`held`)."""
+        return await self._submit(Op("finish", key, code=code, outcome=outcome))
 
     async def release(self, key: str) -> None:
-        """Gives up a claim whose command failed for a reason worth retrying."""
+        """Gives up a claim whose command failed for a reason worth retrying (unless
+        another engine took it over)."""
         await self._submit(Op("release", key))
 
     async def _submit(self, op: Op) -> Claim | None:
@@ -150,12 +156,11 @@ class Ledger:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            claims = iter(answers)
-            for op, future in batch:
+            for (_, future), answer in zip(batch, answers, strict=True):
                 if not future.done():
-                    future.set_result(next(claims) if op.kind == "claim" else None)
+                    future.set_result(answer)
 
-    def _apply(self, ops: list[Op]) -> list[Claim]:
+    def _apply(self, ops: list[Op]) -> list[Claim | None]:
         return self.store.apply_key_ops(ops, owner=self.owner, lease=self.lease)
 
     async def close(self) -> None:
@@ -184,3 +189,11 @@ def judge(
     if holder != owner and now - claimed_at > lease:
         return Claim("new")
     return Claim("busy")
+
+
+def held(row: tuple[str, str, float, str, str | None, bytes] | None) -> Claim:
+    """What a key holds for an engine whose claim was taken over: the outcome of the
+    engine that ran it (``done``), or ``busy`` while none is recorded."""
+    if row is None or row[3] != "done":
+        return Claim("busy")
+    return Claim("done", row[4], bytes(row[5]))

@@ -165,9 +165,13 @@ class Processor:
             try:
                 if outcome.retryable:
                     await self.ledger.release(key)
-                else:
-                    await self.ledger.finish(key, outcome.code, outcome.body)
-                return outcome
+                    return outcome
+                held = await self.ledger.finish(key, outcome.code, outcome.body)
+                if held is None:
+                    return outcome
+                if held.state == "done":  # another engine took the claim over and ran it
+                    return Outcome(held.outcome, held.code, repeat=True)
+                return refused(ConflictError(f"command {key!r} is still in progress"), code="busy")
             except Exception:
                 log.exception("could not record the outcome of %s (attempt %d)", key, attempt + 1)
                 await asyncio.sleep(0.2 * 2**attempt)

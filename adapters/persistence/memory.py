@@ -11,7 +11,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
 from signoff.domain.errors import IdempotencyKeyLostError, LeaseLostError
-from signoff.idempotency import Claim, Op, judge
+from signoff.idempotency import Claim, Op, held, judge
 from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow
 from signoff.leases import Lease, LeaseWork
 from signoff.store_identity import new_store_id
@@ -65,22 +65,26 @@ class MemorySignoffRecorder(POPOApplicationRecorder):
 
     # Idempotency keys ----------------------------------------------------------
 
-    def apply_key_ops(self, ops: list[Op], *, owner: str, lease: float) -> list[Claim]:
-        """Applies ``ops`` in order; answers each claim."""
-        answers = []
+    def apply_key_ops(self, ops: list[Op], *, owner: str, lease: float) -> list[Claim | None]:
+        """Applies ``ops`` in order; answers each (see ``KeyStore``)."""
+        answers: list[Claim | None] = []
         with self._database_lock:
             now = time.time()
             for op in ops:
                 row = self._keys.get(op.key)
+                held_here = row is not None and row[1] == owner and row[3] == "running"
+                answer: Claim | None = None
                 if op.kind == "claim":
                     answer = judge(row, op, owner, now, lease)
                     if answer.state == "new":
                         self._keys[op.key] = (op.fingerprint, owner, now, "running", None, b"")
-                    answers.append(answer)
-                elif op.kind == "finish" and row is not None and row[3] == "running":
+                elif op.kind == "finish" and row is not None and held_here:
                     self._keys[op.key] = (*row[:3], "done", op.code, op.outcome)
-                elif op.kind == "release" and row is not None and row[3] == "running":
+                elif op.kind == "finish":
+                    answer = held(row)
+                elif op.kind == "release" and held_here:
                     del self._keys[op.key]
+                answers.append(answer)
         return answers
 
     # Leases --------------------------------------------------------------------

@@ -77,6 +77,7 @@ class SQLiteSignoffRecorder(
             param="?",
             now=LEASES.now,
             write=lambda: datastore.transaction(commit=True),
+            lock_first=True,
         )
         SqlChain.__init__(self, CHAIN, lambda: datastore.transaction(commit=False))
         SqlStoreIdentity.__init__(
