@@ -1,7 +1,7 @@
 """Several ``signoff serve`` processes on one store and one broker, for the tests of
 engines sharing a store: start them, kill one with SIGKILL and restart it, stop them all;
 and a client that retries a keyed command until it gets an answer, as a careful service
-would."""
+would; and what the store holds afterwards."""
 
 from __future__ import annotations
 
@@ -12,13 +12,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats.errors
+import orjson
 
+from signoff.adapters.persistence import parse_store_url
+from signoff.application import SignoffApplication
 from signoff.errors import ConflictError, SignoffError
 
 T = TypeVar("T")
@@ -36,6 +40,8 @@ class Fleet:
     folder: Path
     count: int
     lease: str = "2 seconds"
+    options: tuple[str, ...] = ()
+    """More options of ``signoff serve``."""
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     starts: int = 0
 
@@ -62,6 +68,7 @@ class Fleet:
                     "thread",
                     "--lease",
                     self.lease,
+                    *self.options,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -139,3 +146,57 @@ async def until_answered(send: Callable[[], Awaitable[T]], *, attempts: int = 60
                 raise
         await asyncio.sleep(0.1)
     raise AssertionError("no answer after every attempt")
+
+
+async def all_complete(store: str, runs: int, timeout: float) -> dict[str, int]:
+    """Waits until every run ended; returns the runs by status."""
+    app = SignoffApplication(parse_store_url(store).env)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            index = app.recorder
+            statuses = {
+                status: len(index.runs_in_status(["counted"], [status], runs + 1))  # type: ignore[attr-defined]
+                for status in ("complete", "errored", "terminated")
+            }
+            statuses = {status: count for status, count in statuses.items() if count}
+            ended = sum(statuses.values())
+            if ended == runs or loop.time() > deadline:
+                return dict(statuses)
+            await asyncio.sleep(0.5)
+    finally:
+        app.close()
+
+
+def stored_history(store: str) -> tuple[list[int], dict[str, list[tuple[str, dict[str, Any]]]]]:
+    """Every notification id, and each aggregate's events (name, data) in order."""
+    app = SignoffApplication(parse_store_url(store).env)
+    try:
+        ids: list[int] = []
+        events: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        position = 0
+        while True:
+            page = app.recorder.select_notifications(position, 1000, inclusive_of_start=False)
+            for n in page:
+                ids.append(n.id)
+                name = n.topic.rsplit(".", 1)[1]
+                events[str(n.originator_id)].append((name, orjson.loads(n.state)))
+            if len(page) < 1000:
+                return ids, events
+            position = page[-1].id
+    finally:
+        app.close()
+
+
+def key_table(store: str) -> dict[str, tuple[str, str | None, bytes]]:
+    """Every idempotency key's status, error code and outcome, as the store holds them."""
+    app = SignoffApplication(parse_store_url(store).env)
+    try:
+        recorder: Any = app.recorder
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT key, status, code, outcome FROM {recorder.keys_table}")
+            rows = cursor.fetchall()
+        return {r["key"]: (r["status"], r["code"], str(r["outcome"]).encode()) for r in rows}
+    finally:
+        app.close()

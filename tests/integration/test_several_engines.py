@@ -12,18 +12,14 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import nats
-import orjson
 import pytest
 
 from signoff.adapters.nats.server import NatsServer
 from signoff.adapters.nats.stream_identity import NOTIFICATION_HEADER
-from signoff.adapters.persistence import parse_store_url
-from signoff.application import SignoffApplication
 from signoff.client import SignoffClient
-from tests.integration.fleet import Fleet, until_answered
+from tests.integration.fleet import Fleet, all_complete, stored_history, until_answered
 from tests.integration.nats_support import stream_messages
 
 pytestmark = pytest.mark.slow
@@ -64,47 +60,6 @@ async def drive(fleet: Fleet, runs: int, log: Path, seed: int) -> tuple[int, Cou
         chaos.cancel()
         await nc.close()
     return kills, answers
-
-
-async def all_complete(store: str, runs: int, timeout: float) -> dict[str, int]:
-    """Waits until every run ended; returns the runs by status."""
-    app = SignoffApplication(parse_store_url(store).env)
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            index = app.recorder
-            statuses = {
-                status: len(index.runs_in_status(["counted"], [status], runs + 1))  # type: ignore[attr-defined]
-                for status in ("complete", "errored", "terminated")
-            }
-            statuses = {status: count for status, count in statuses.items() if count}
-            ended = sum(statuses.values())
-            if ended == runs or loop.time() > deadline:
-                return dict(statuses)
-            await asyncio.sleep(0.5)
-    finally:
-        app.close()
-
-
-def stored_history(store: str) -> tuple[list[int], dict[str, list[tuple[str, dict[str, Any]]]]]:
-    """Every notification id, and each aggregate's events (name, data) in order."""
-    app = SignoffApplication(parse_store_url(store).env)
-    try:
-        ids: list[int] = []
-        events: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-        position = 0
-        while True:
-            page = app.recorder.select_notifications(position, 1000, inclusive_of_start=False)
-            for n in page:
-                ids.append(n.id)
-                name = n.topic.rsplit(".", 1)[1]
-                events[str(n.originator_id)].append((name, orjson.loads(n.state)))
-            if len(page) < 1000:
-                return ids, events
-            position = page[-1].id
-    finally:
-        app.close()
 
 
 async def run_fleet(store: str, engines: int, tmp_path: Path, seed: int) -> None:
