@@ -107,10 +107,11 @@ class Engine(WorkflowCommands, ScheduleCommands, ReadCommands):
         self._poll_interval = poll_interval
         self._max_batch = max_batch
         self._cache_size = cache_size
-        self._lease = parse_duration(lease)
-        if self._lease.total_seconds() <= 0:
-            raise InvalidInputError("lease must be a positive duration")
-        self._max_skew = None if max_clock_skew is None else parse_duration(max_clock_skew)
+        try:
+            self._lease = parse_duration(lease)
+            self._max_skew = None if max_clock_skew is None else parse_duration(max_clock_skew)
+        except ValueError as error:
+            raise InvalidInputError(str(error)) from None
         self.workflows: dict[str, type[Workflow]] = {}
         """Every workflow this engine knows (and may start runs of)."""
         self.executed: dict[str, type[Workflow]] = {}

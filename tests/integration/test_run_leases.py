@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from signoff import ClockSkewError, Engine
+from signoff import ClockSkewError, Engine, InvalidInputError
 from tests.integration.fleet import ROOT
 from tests.integration.lease_workflows import SLOW_SECONDS, Gated, Slow
 
@@ -268,3 +268,9 @@ def steal(store: str, run_id: str, thief: str) -> None:
 def expire(store: str, run_id: str) -> None:
     """The holder's lease runs out."""
     _sql(store, "UPDATE signoff_runs SET lease_until = 1 WHERE id = %s", run_id)
+
+
+@pytest.mark.parametrize("setting", ["lease", "max_clock_skew"])
+def test_a_lease_or_tolerance_that_is_not_a_duration_is_refused(setting: str):
+    with pytest.raises(InvalidInputError, match="not a duration"):
+        Engine("memory://", **{setting: "nonsense"})  # type: ignore[arg-type]
