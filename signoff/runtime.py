@@ -46,8 +46,8 @@ T = TypeVar("T")
 log = logging.getLogger("signoff.runtime")
 
 PICKUP_BATCH = 64
-"""Most activations an engine has in flight and still claims ready runs from the shared
-backlog for (runs its own commands make ready are claimed whatever its load)."""
+"""Most ready runs one poll claims from the shared backlog (runs an engine's own commands
+make ready are claimed in their transactions, whatever their number)."""
 
 Listen = Callable[[Callable[[], None], threading.Event], None]
 """Blocks, calling its first argument whenever the store announces ready runs, until its
@@ -228,10 +228,10 @@ class Runtime:
 
     async def _pick_up(self) -> None:
         """Claims ready runs no live lease holds (made ready elsewhere, or left by an
-        engine that died). An engine busy with many activations leaves them to the
-        others: the runs a poll finds are shared by load, not by who polls first."""
+        engine that died), a bounded number per poll: engines polling one store (at
+        jittered intervals) share a backlog rather than the first one taking it all."""
         names = list(self.workflows)
-        room = min(PICKUP_BATCH, self.max_concurrent) - len(self._tasks)
+        room = min(PICKUP_BATCH, self.max_concurrent - len(self._tasks))
         if not names or room <= 0:
             return
         seconds = self.lease.total_seconds()
