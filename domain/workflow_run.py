@@ -22,6 +22,8 @@ from signoff.domain.lifecycle import Lifecycle
 QUEUED, RUNNING, WAITING, PAUSED = "queued", "running", "waiting", "paused"
 COMPLETE, ERRORED, TERMINATED = "complete", "errored", "terminated"
 ACTIVE = (QUEUED, RUNNING, WAITING, PAUSED)
+EXECUTABLE = (QUEUED, RUNNING)
+"""Statuses in which a run needs an engine to execute it (and may hold a lease)."""
 ALL = (*ACTIVE, COMPLETE, ERRORED, TERMINATED)
 
 RUN_LIFECYCLE = Lifecycle(

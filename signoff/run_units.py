@@ -17,7 +17,7 @@ from signoff.commands import Decide
 from signoff.domain.approval import Approval
 from signoff.domain.base import SYSTEM_ACTOR, Cause
 from signoff.domain.errors import IllegalTransitionError, SignoffError
-from signoff.domain.workflow_run import QUEUED, RUNNING, WAITING, WorkflowRun
+from signoff.domain.workflow_run import EXECUTABLE, QUEUED, WAITING, WorkflowRun
 from signoff.leases import Lease
 from signoff.session import Session
 from signoff.views import ApprovalInfo
@@ -74,7 +74,7 @@ def claim(session: Session, run_id: str) -> None:
     """A unit that claims ``run_id`` for this engine when it is ready (and no live lease
     holds it): its transaction takes the lease, and the writer hands the run over."""
     run = session.get(WorkflowRun, run_id, fresh=True)
-    if run.status in (QUEUED, RUNNING):
+    if run.status in EXECUTABLE:
         session.ready(run)
 
 
@@ -128,13 +128,13 @@ class RunWrite(Generic[T]):
         run = session.get(WorkflowRun, self.run_id)
         self.stale = run.version != self.version
         self.released = False
-        if run.generation != self.generation or run.status not in (QUEUED, RUNNING):
+        if run.generation != self.generation or run.status not in EXECUTABLE:
             self.run_moved_on = True
             raise IllegalTransitionError(self.run_id, run.status, "continue")
         for kind, value in self.reports:
             run.report(self.cause(), kind=kind, value=value)
         value = self.change(run, session, self)
-        if run.status not in (QUEUED, RUNNING):
+        if run.status not in EXECUTABLE:
             session.release(self.run_id, self.token)
             self.released = True
         return value, RunSnapshot.of(run)
@@ -302,7 +302,7 @@ def retry_due(session: Session, run_id: str, *, command_id: str) -> None:
     if run.status != WAITING or run.current_wait is not None or retry_at is None or now < retry_at:
         return
     run.wake(session.app.cause(SYSTEM_ACTOR, reason="step retry due", command_id=command_id))
-    session.ready(run)
+    _ready_if_queued(session, run)
 
 
 def _ready_if_queued(session: Session, run: WorkflowRun) -> None:

@@ -34,7 +34,7 @@ from signoff.application import SignoffApplication
 from signoff.clock import Clock
 from signoff.domain.base import Cause
 from signoff.domain.errors import NotFoundError
-from signoff.domain.workflow_run import QUEUED, RUNNING, WorkflowRun
+from signoff.domain.workflow_run import EXECUTABLE, WorkflowRun
 from signoff.index import RunIndex, TimerRow, epoch
 from signoff.lease_keeper import LeaseKeeper
 from signoff.leases import Lease, LeaseStore
@@ -276,7 +276,7 @@ class Runtime:
         if snapshot is None:
             snapshot = await self.writer.submit(lambda s: run_units.snapshot(s, run_id))
         workflow = self.workflows.get(snapshot.name)
-        if workflow is None or snapshot.status not in (QUEUED, RUNNING):
+        if workflow is None or snapshot.status not in EXECUTABLE:
             await self._release(lease)
         else:
             activation = Activation(self, workflow, snapshot, lease.token)
@@ -284,9 +284,7 @@ class Runtime:
             if end is End.HELD:
                 after = activation.snapshot.version
                 fresh = await self.writer.submit(lambda s: run_units.snapshot(s, run_id))
-                if fresh.status in (QUEUED, RUNNING) and (
-                    fresh.version != after or run_id in self._again
-                ):
+                if fresh.status in EXECUTABLE and (fresh.version != after or run_id in self._again):
                     return lease, fresh  # it changed meanwhile: replay it as it is now
                 await self._release(lease)
             else:

@@ -11,12 +11,11 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
 from signoff.domain.errors import IdempotencyKeyLostError, LeaseLostError
+from signoff.domain.workflow_run import EXECUTABLE
 from signoff.idempotency import Claim, Op, held, judge
 from signoff.index import ApprovalRow, IndexUpdate, RunRow, TimerRow
 from signoff.leases import Lease, LeaseWork
 from signoff.store_identity import new_store_id
-
-EXECUTABLE = ("queued", "running")
 
 
 class MemorySignoffRecorder(POPOApplicationRecorder):

@@ -11,13 +11,12 @@ from typing import Any
 import orjson
 
 from signoff.domain.errors import LeaseLostError
+from signoff.domain.workflow_run import EXECUTABLE
 from signoff.index import RunRow
 from signoff.leases import Lease, LeaseWork
 
 Cursor = Any
 
-EXECUTABLE = ("queued", "running")
-"""Run statuses that need an engine."""
 
 LEASE_COLUMNS = (
     ("lease_owner", "TEXT"),
