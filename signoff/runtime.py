@@ -228,10 +228,14 @@ class Runtime:
 
     async def _pick_up(self) -> None:
         """Claims ready runs no live lease holds (made ready elsewhere, or left by an
-        engine that died), a bounded number per poll: engines polling one store (at
-        jittered intervals) share a backlog rather than the first one taking it all."""
+        engine that died), a bounded number per poll, and fewer while busy: engines
+        polling one store (at jittered intervals) share a backlog rather than the first
+        or the luckiest taking it all, and a lone engine still gets through it."""
         names = list(self.workflows)
-        room = min(PICKUP_BATCH, self.max_concurrent - len(self._tasks))
+        busy = len(self._tasks) >= PICKUP_BATCH  # leaves most of a backlog to idler engines
+        room = min(
+            PICKUP_BATCH // 8 if busy else PICKUP_BATCH, self.max_concurrent - len(self._tasks)
+        )
         if not names or room <= 0:
             return
         seconds = self.lease.total_seconds()

@@ -104,6 +104,8 @@ def prepare_store(config: StoreConfig) -> None:
     :mod:`.checks`), and creates what it needs before eventsourcing opens it (a Postgres
     schema)."""
     check_folder(config)
+    if config.kind == "sqlite":
+        write_ahead_log(config.env["SQLITE_DBNAME"])
     if config.kind != "postgres":
         return
     # Processes creating it at once race inside IF NOT EXISTS: one wins, all go on.
@@ -116,3 +118,21 @@ def prepare_store(config: StoreConfig) -> None:
                 conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
                 )
+
+
+def write_ahead_log(path: str, *, attempts: int = 100) -> None:
+    """Puts a SQLite file in WAL mode before eventsourcing opens it: switching a new file's
+    journal mode needs the file to itself and fails at once, without waiting, when several
+    processes open the new file together (once in WAL mode, the switch is a no-op)."""
+    import sqlite3
+    import time
+
+    for attempt in range(attempts):
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
